@@ -1,0 +1,1 @@
+"""Agents: the interface, the loader and the built-in demo agent."""

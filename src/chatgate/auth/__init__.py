@@ -1,0 +1,1 @@
+"""Authentication: finding a credential on a handshake and verifying it."""

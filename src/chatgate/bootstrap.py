@@ -1,0 +1,66 @@
+"""Turning settings into a ready application, failing at boot on anything that cannot work."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+from starlette.applications import Starlette
+
+from chatgate.agents.loader import load_agent
+from chatgate.app import create_app
+from chatgate.auth.minting import mint_token
+from chatgate.broker import open_broker
+from chatgate.errors import ConfigError
+from chatgate.gateway import Gateway, build_gateway
+from chatgate.logs import get_logger
+from chatgate.settings import Settings
+from chatgate.store import open_store
+from chatgate.tiers import Tier
+
+log = get_logger("chatgate.boot")
+
+DEV_USER = "dev"
+DEV_TOKEN_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Booted:
+    """A wired application; ``dev_token`` is set when an ephemeral secret was generated."""
+
+    settings: Settings
+    gateway: Gateway
+    app: Starlette
+    dev_token: str | None = field(default=None, repr=False)
+
+
+def _with_signing_key(settings: Settings) -> tuple[Settings, str | None]:
+    """Generate an ephemeral HS256 secret in development and test when no key is configured."""
+    if settings.jwt_secret or settings.jwt_public_key or settings.jwks_url:
+        return settings, None
+    tier = settings.tier_decision.tier
+    if tier not in {Tier.DEVELOPMENT, Tier.TEST}:
+        raise ConfigError(
+            "CHATGATE_JWT_SECRET",
+            f"required in the {tier} tier (or CHATGATE_JWT_PUBLIC_KEY / CHATGATE_JWKS_URL)",
+        )
+    secret = secrets.token_urlsafe(32)
+    updated = settings.model_copy(
+        update={"jwt_secret": SecretStr(secret), "jwt_algorithms": "HS256"}
+    )
+    return updated, mint_token(secret, DEV_USER, ttl_s=DEV_TOKEN_TTL_S)
+
+
+def boot(settings: Settings) -> Booted:
+    """Check the configuration and wire the gateway.
+
+    Raises:
+        ConfigError: anything that would otherwise fail at the first connection.
+    """
+    settings, dev_token = _with_signing_key(settings)
+    agent = load_agent(settings.agent, demo_delay_ms=settings.demo_delay_ms)
+    store = open_store(settings.database_url)
+    broker = open_broker(settings.broker_url)
+    gateway = build_gateway(settings, agent, store, broker)
+    return Booted(settings, gateway, create_app(gateway), dev_token)

@@ -1,0 +1,58 @@
+"""Records kept by the store and carried by the broker."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+
+
+def new_id(prefix: str) -> str:
+    """A random, URL-safe identifier such as ``th_3f9c...``."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A conversation owned by one user."""
+
+    id: str
+    owner: str
+    title: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a thread: the user's text or the agent's final answer."""
+
+    id: str
+    thread_id: str
+    role: Role
+    content: str
+    run_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An agent event in a thread's log; ``event_id`` is dense and rising per thread."""
+
+    thread_id: str
+    event_id: int
+    type: str
+    run_id: str | None
+    payload: dict[str, Any] = field(repr=False)
+    ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event on its way to a user's sockets, encoded once for every socket."""
+
+    thread_id: str
+    event_id: int
+    frame: str = field(repr=False)

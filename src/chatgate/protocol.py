@@ -1,0 +1,211 @@
+"""Frames of the chat protocol: parsing client frames, encoding server frames.
+
+Pure: no I/O. A client frame becomes one of the typed messages below or a
+:class:`ProtocolViolation` naming the ``error`` code the socket answers with.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+MAX_ID_CHARS = 128
+
+
+class ErrorCode(enum.StrEnum):
+    """Codes of ``error`` frames, which keep the socket open."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    THREAD_NOT_FOUND = "thread_not_found"
+    RATE_LIMITED = "rate_limited"
+    RUN_NOT_FOUND = "run_not_found"
+
+
+class ProtocolViolation(Exception):
+    """A client frame the server cannot act on; answered with an ``error`` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, client_id: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.client_id = client_id
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """``{"type": "auth", "token": ...}``."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    """``{"type": "user_message", "id", "thread_id"?, "payload": {"text"}}``."""
+
+    id: str | int | None
+    thread_id: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """``{"type": "resume", "thread_id", "after_event_id"}``."""
+
+    id: str | int | None
+    thread_id: str
+    after_event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """``{"type": "cancel", "run_id"}``."""
+
+    id: str | int | None
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRefresh:
+    """``{"type": "token_refresh", "token"}``."""
+
+    id: str | int | None
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"type": "ping"}``."""
+
+    id: str | int | None
+
+
+ClientMessage = Auth | UserMessage | Resume | Cancel | TokenRefresh | Ping
+
+
+def _client_id(frame: dict[str, Any]) -> str | int | None:
+    value = frame.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, "id must be a string or an integer")
+    if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, f"id longer than {MAX_ID_CHARS}")
+    return value
+
+
+def _string(frame: dict[str, Any], key: str, client_id: str | int | None) -> str:
+    value = frame.get(key)
+    if not isinstance(value, str) or not value:
+        raise ProtocolViolation(
+            ErrorCode.INVALID_MESSAGE, f"{key} must be a non-empty string", client_id
+        )
+    if key != "token" and len(value) > MAX_ID_CHARS:
+        raise ProtocolViolation(
+            ErrorCode.INVALID_MESSAGE, f"{key} longer than {MAX_ID_CHARS}", client_id
+        )
+    return value
+
+
+def _user_message(frame: dict[str, Any], cid: str | int | None) -> UserMessage:
+    thread_id = frame.get("thread_id")
+    if thread_id is not None:
+        thread_id = _string(frame, "thread_id", cid)
+    payload = frame.get("payload")
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolViolation(
+            ErrorCode.INVALID_MESSAGE, "payload.text must be a non-empty string", cid
+        )
+    return UserMessage(cid, thread_id, text)
+
+
+def _resume(frame: dict[str, Any], cid: str | int | None) -> Resume:
+    after = frame.get("after_event_id", 0)
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ProtocolViolation(
+            ErrorCode.INVALID_MESSAGE, "after_event_id must be an integer >= 0", cid
+        )
+    return Resume(cid, _string(frame, "thread_id", cid), after)
+
+
+def parse_client_frame(text: str) -> ClientMessage:
+    """Parse one client text frame.
+
+    Raises:
+        ProtocolViolation: invalid JSON, a frame that is not an object, an
+            unknown type, or fields of the wrong shape.
+    """
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolViolation(ErrorCode.INVALID_JSON, "frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, "frame must be a JSON object")
+    cid = _client_id(frame)
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, "type must be a string", cid)
+    match kind:
+        case "user_message":
+            return _user_message(frame, cid)
+        case "ping":
+            return Ping(cid)
+        case "resume":
+            return _resume(frame, cid)
+        case "cancel":
+            return Cancel(cid, _string(frame, "run_id", cid))
+        case "token_refresh":
+            return TokenRefresh(cid, _string(frame, "token", cid))
+        case "auth":
+            return Auth(_string(frame, "token", cid))
+        case _:
+            shown = kind[:32]
+            raise ProtocolViolation(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}", cid)
+
+
+def timestamp(now: datetime | None = None) -> str:
+    """UTC time as ``2026-01-01T00:00:00.000Z``."""
+    moment = now or datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def encode(
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    thread_id: str | None = None,
+    run_id: str | None = None,
+    event_id: int | None = None,
+    ts: str | None = None,
+) -> str:
+    """Encode a server frame in the common envelope."""
+    return orjson.dumps(
+        {
+            "type": kind,
+            "event_id": event_id,
+            "thread_id": thread_id,
+            "run_id": run_id,
+            "ts": ts or timestamp(),
+            "payload": payload,
+        }
+    ).decode()
+
+
+def error_frame(
+    code: ErrorCode, message: str, correlation_id: str, client_id: str | int | None
+) -> str:
+    """Encode an ``error`` frame; the socket stays open."""
+    payload: dict[str, Any] = {
+        "code": code.value,
+        "message": message,
+        "correlation_id": correlation_id,
+    }
+    if client_id is not None:
+        payload["id"] = client_id
+    return encode("error", payload)

@@ -1,0 +1,143 @@
+"""Serving the app with uvicorn, with every protocol-level close mapped to the table.
+
+uvicorn's websockets-sansio protocol closes some sockets itself: an oversized
+frame, a broken frame, a missed keepalive pong, a server shutdown. Left alone,
+those closes carry websockets' own codes and reasons (1011 for a missed pong).
+The subclasses here give each one the code and ``"<slug>: <detail>"`` reason of
+the wire contract and count it in the close statistics.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.server import ServerProtocol
+
+from chatgate.closecodes import CloseCode, close_reason
+from chatgate.settings import Settings
+
+log = logging.getLogger("chatgate.server")
+
+_RFC_TOO_BIG = 1009
+_RFC_INTERNAL = 1011
+
+
+class _GatewayServerProtocol(ServerProtocol):
+    """websockets' server protocol, failing with the gateway's codes and reasons."""
+
+    def fail(self, code: int, reason: str = "") -> None:
+        if code == _RFC_TOO_BIG:
+            code, reason = (
+                CloseCode.MESSAGE_TOO_BIG,
+                close_reason(
+                    CloseCode.MESSAGE_TOO_BIG, f"frame over {self.max_message_size} bytes"
+                ),
+            )
+        elif code in {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SERVICE_RESTART}:
+            pass
+        elif code == _RFC_INTERNAL:
+            log.error("websocket protocol failure: %s", reason)
+            code, reason = (
+                CloseCode.BAD_REQUEST,
+                close_reason(CloseCode.BAD_REQUEST, "protocol failure"),
+            )
+        else:
+            # Protocol errors (1002), invalid UTF-8 (1007), unsupported data
+            # (1003): the client broke RFC 6455.
+            code, reason = CloseCode.BAD_REQUEST, close_reason(CloseCode.BAD_REQUEST, reason[:80])
+        super().fail(code, reason)
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sansio protocol with the close codes of the wire contract."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _GatewayServerProtocol(
+            extensions=self.conn.available_extensions,
+            max_size=self.config.ws_max_size,
+            logger=self.conn.logger,
+        )
+
+    def _record(self, code: int) -> None:
+        gateway = self.app_state.get("gateway")
+        if gateway is not None:
+            gateway.closes.record(code)
+
+    def handle_parser_exception(self) -> None:
+        """The frame parser failed the connection (oversize, broken frame)."""
+        if self.conn.close_sent is not None:
+            self._record(self.conn.close_sent.code)
+        super().handle_parser_exception()
+
+    def keepalive_timeout(self) -> None:
+        """No pong within the heartbeat timeout: 4101, never 1011."""
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        timeout = self.ping_timeout
+        self.conn.fail(
+            CloseCode.HEARTBEAT_TIMEOUT,
+            close_reason(CloseCode.HEARTBEAT_TIMEOUT, f"no pong within {timeout:g}s"),
+        )
+        self._record(CloseCode.HEARTBEAT_TIMEOUT)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": int(CloseCode.HEARTBEAT_TIMEOUT)}
+        )
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        """The server is draining: close open sockets with 1012 and a reason."""
+        if self.handshake_complete and not self.close_sent and self.initial_response is None:
+            self.stop_keepalive()
+            reason = close_reason(CloseCode.SERVICE_RESTART, "server draining; reconnect now")
+            self.queue.put_nowait(
+                {
+                    "type": "websocket.disconnect",
+                    "code": int(CloseCode.SERVICE_RESTART),
+                    "reason": reason,
+                }
+            )
+            self.conn.send_close(CloseCode.SERVICE_RESTART, reason)
+            self._record(CloseCode.SERVICE_RESTART)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()
+            return
+        super().shutdown()
+
+
+def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The server's configuration: websockets-sansio, and uvloop and httptools when installed."""
+    options: dict[str, Any] = {
+        "host": settings.bind_host,
+        "port": settings.port,
+        "ws": GatewayWebSocketProtocol,
+        "ws_max_size": settings.max_message_bytes,
+        "ws_ping_interval": settings.heartbeat_interval_s,
+        "ws_ping_timeout": settings.heartbeat_timeout_s,
+        "ws_per_message_deflate": settings.ws_compression,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": max(settings.drain_timeout_s - 1.0, 1.0),
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def serve(app: Starlette, settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT, then drain."""
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    server.run()

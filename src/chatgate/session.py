@@ -1,0 +1,68 @@
+"""The user session: built from a verified token, in this one place only.
+
+The user id is the verified ``sub`` claim (prefixed ``e2e:`` for test tokens)
+and nothing else; no client field can set it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatgate.auth.tokens import VerifiedToken
+from chatgate.e2e import TEST_SUBJECT_PREFIX
+from chatgate.errors import SessionInvalid
+
+MAX_SUBJECT_BYTES = 255
+
+
+@dataclass(slots=True)
+class Session:
+    """One authenticated connection's identity; ``expires_at`` moves on token refresh."""
+
+    user_id: str
+    connection_id: str
+    expires_at: float
+    is_test: bool
+    e2e_context: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def user_id_for(token: VerifiedToken) -> str:
+    """Return the user id the token's subject maps to.
+
+    Raises:
+        SessionInvalid: the subject is empty, over 255 bytes, holds control
+            characters, or claims the test namespace on a token that is not a test token.
+    """
+    subject = token.subject
+    if not subject:
+        raise SessionInvalid("empty sub")
+    if len(subject.encode()) > MAX_SUBJECT_BYTES:
+        raise SessionInvalid(f"sub longer than {MAX_SUBJECT_BYTES} bytes")
+    if _has_control_characters(subject):
+        raise SessionInvalid("sub holds control characters")
+    if token.is_test:
+        return TEST_SUBJECT_PREFIX + subject
+    if subject.startswith(TEST_SUBJECT_PREFIX):
+        raise SessionInvalid(f"sub starts with {TEST_SUBJECT_PREFIX!r} on a non-test token")
+    return subject
+
+
+def build_session(
+    token: VerifiedToken,
+    connection_id: str,
+    e2e_context: dict[str, Any] | None,
+) -> Session:
+    """Build the session of a connection from its verified token (raises SessionInvalid)."""
+    return Session(
+        user_id=user_id_for(token),
+        connection_id=connection_id,
+        expires_at=token.expires_at,
+        is_test=token.is_test,
+        e2e_context=e2e_context if token.is_test else None,
+    )

@@ -1,0 +1,198 @@
+"""Configuration: every environment variable, read once at startup, validated.
+
+Bad configuration raises :class:`~chatgate.errors.ConfigError` naming the
+variable, so that ``chatgate serve`` stops at boot (exit 2) instead of the
+first user discovering it. Secrets are ``SecretStr``: their ``repr`` hides them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatgate.errors import ConfigError
+from chatgate.tiers import TierDecision, detect_tier
+
+HS_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_PREFIX = "CHATGATE_"
+MIN_HMAC_KEY_BYTES = 32
+"""RFC 7518 section 3.2: an HS256 key at least as long as the hash."""
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+class Settings(BaseSettings):
+    """All of chatgate's configuration. Field ``x`` is ``CHATGATE_X`` unless aliased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX,
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # Deployment tier (PROTOCOL.md section 3); read only by chatgate.tiers.
+    environment: str | None = Field(default=None, validation_alias="ENVIRONMENT")
+    google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+
+    # E2E test mode.
+    e2e_testing: bool = Field(default=False, validation_alias="E2E_TESTING")
+    disable_enhanced_e2e_detection: bool = Field(
+        default=False, validation_alias="DISABLE_ENHANCED_E2E_DETECTION"
+    )
+    e2e_oauth_simulation_key: SecretStr | None = Field(
+        default=None, validation_alias="E2E_OAUTH_SIMULATION_KEY"
+    )
+
+    # Listening.
+    host: str | None = None
+    port: int = Field(
+        default=8000, ge=0, le=65535, validation_alias=AliasChoices("CHATGATE_PORT", "PORT")
+    )
+
+    # JWT verification.
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: SecretStr | None = None
+    jwks_url: str | None = None
+    jwt_algorithms: str = "HS256"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwks_cache_s: PositiveFloat = 300.0
+
+    # Limits (PROTOCOL.md section 6).
+    auth_timeout_s: PositiveFloat = 5.0
+    max_message_bytes: PositiveInt = 65536
+    rate_limit_messages: PositiveInt = 20
+    rate_limit_window_s: PositiveFloat = 10.0
+    max_connections_per_user: PositiveInt = 10
+    heartbeat_interval_s: PositiveFloat = 20.0
+    heartbeat_timeout_s: PositiveFloat = 20.0
+    send_queue_bytes: PositiveInt = 1024 * 1024
+    max_invalid_frames: PositiveInt = 10
+    max_runs_per_connection: PositiveInt = 4
+    token_expiry_warning_s: Annotated[float, Field(ge=0)] = 60.0
+    allowed_origins: str | None = None
+
+    # Agent.
+    agent: str = "demo"
+    demo_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+
+    # Server.
+    ws_compression: bool = False
+    admin_token: SecretStr | None = None
+    database_url: str = "memory://"
+    broker_url: str = "memory://"
+    log_level: str = "INFO"
+    log_format: str = "auto"
+    drain_timeout_s: PositiveFloat = 8.0
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: str) -> str:
+        algorithms = _csv(value)
+        if not algorithms:
+            raise ValueError("must name at least one algorithm")
+        unknown = [a for a in algorithms if a not in HS_ALGORITHMS | ASYMMETRIC_ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unsupported algorithm {unknown[0]!r} (none is never allowed)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in {"auto", "json", "console"}:
+            raise ValueError("must be auto, json or console")
+        return value
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The pinned JWT algorithms."""
+        return _csv(self.jwt_algorithms)
+
+    @property
+    def origins(self) -> tuple[str, ...] | None:
+        """The allowed origins, or None for the default (same host as the request)."""
+        return _csv(self.allowed_origins) if self.allowed_origins else None
+
+    @functools.cached_property
+    def tier_decision(self) -> TierDecision:
+        """The deployment tier; computed once, by the one tier detector."""
+        return detect_tier(self.environment, self.google_cloud_project, self.k_service)
+
+    @property
+    def bind_host(self) -> str:
+        """Loopback by default; every interface on Cloud Run, which routes to the container."""
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.k_service else "127.0.0.1"  # noqa: S104
+
+
+def env_name(field: str) -> str:
+    """Return the environment variable that sets ``field``."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return _PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and ``overrides``, by field name) into validated settings.
+
+    Raises:
+        ConfigError: a variable is malformed or the combination cannot work.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = env_name(field) if field in Settings.model_fields else field
+        raise ConfigError(variable, error["msg"]) from None
+    _check_keys(settings)
+    return settings
+
+
+def _check_keys(settings: Settings) -> None:
+    """Refuse key configurations that could never verify a token."""
+    # The tier detector raises for an unknown ENVIRONMENT; ask it now, at boot.
+    _ = settings.tier_decision
+    hs = [a for a in settings.algorithms if a in HS_ALGORITHMS]
+    asymmetric = [a for a in settings.algorithms if a in ASYMMETRIC_ALGORITHMS]
+    if asymmetric and not (settings.jwt_public_key or settings.jwks_url):
+        raise ConfigError(
+            "CHATGATE_JWT_PUBLIC_KEY",
+            f"{asymmetric[0]} is allowed but neither a public key nor CHATGATE_JWKS_URL is set",
+        )
+    if settings.jwt_secret is not None and not hs:
+        raise ConfigError("CHATGATE_JWT_ALGORITHMS", "a JWT secret is set but no HS* algorithm")
+    for variable, secret in (
+        ("CHATGATE_JWT_SECRET", settings.jwt_secret),
+        ("E2E_OAUTH_SIMULATION_KEY", settings.e2e_oauth_simulation_key),
+    ):
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_HMAC_KEY_BYTES:
+            raise ConfigError(variable, f"too short: HS256 needs at least {MIN_HMAC_KEY_BYTES} bytes")
+    if settings.jwks_url and not settings.jwks_url.startswith(("https://", "http://")):
+        raise ConfigError("CHATGATE_JWKS_URL", "must be an http(s) URL")

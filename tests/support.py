@@ -1,0 +1,140 @@
+"""Helpers shared by the tests: a real uvicorn on a free port, real clients, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from chatgate.auth.minting import mint_test_token, mint_token
+from chatgate.bootstrap import Booted, boot
+from chatgate.closecodes import CLOSE_CODES, CloseCode
+from chatgate.server import uvicorn_config
+from chatgate.settings import load_settings
+
+SECRET = "test-secret-0123456789abcdef-0123456789"
+E2E_KEY = "e2e-key-0123456789abcdef-0123456789-test"
+RECV_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Server:
+    """A running gateway: its URLs, its wiring and token helpers."""
+
+    booted: Booted
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self, sub: str, **kwargs: Any) -> str:
+        return mint_token(SECRET, sub, **kwargs)
+
+    def test_token(self, sub: str, **kwargs: Any) -> str:
+        return mint_test_token(E2E_KEY, sub, **kwargs)
+
+    def connect(self, token: str | None = None, **kwargs: Any) -> Any:
+        """A websockets client; a token goes in the Authorization header."""
+        headers = dict(kwargs.pop("additional_headers", {}) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("subprotocols", ["chatgate.v1"])
+        kwargs.setdefault("open_timeout", RECV_TIMEOUT_S)
+        return connect(self.ws_url, additional_headers=headers, **kwargs)
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.http_url, timeout=RECV_TIMEOUT_S)
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(512)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_server(**overrides: Any) -> AsyncIterator[Server]:
+    """Start a real uvicorn serving the gateway on a free port, in this event loop.
+
+    The listening socket is bound before the server starts, so clients can
+    connect at once: the kernel queues them until uvicorn accepts.
+    """
+    overrides.setdefault("jwt_secret", SECRET)
+    settings = load_settings(**overrides)
+    booted = boot(settings)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(booted.app, booted.settings, port=port))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield Server(booted, port)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+    raw = await asyncio.wait_for(ws.recv(), timeout)
+    frame = json.loads(raw)
+    assert isinstance(frame, dict)
+    return frame
+
+
+async def send_json(ws: ClientConnection, frame: dict[str, Any]) -> None:
+    await ws.send(json.dumps(frame))
+
+
+async def recv_until(ws: ClientConnection, *types: str) -> list[dict[str, Any]]:
+    """Receive frames up to and including the first whose type is in ``types``."""
+    frames = []
+    while True:
+        frame = await recv_json(ws)
+        frames.append(frame)
+        if frame["type"] in types:
+            return frames
+
+
+async def expect_close(ws: ClientConnection, code: CloseCode) -> str:
+    """Read until the server closes; assert the code and slug, return the reason."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S)
+    assert ws.close_code == code, (ws.close_code, ws.close_reason)
+    reason = ws.close_reason or ""
+    assert reason.split(":")[0] == CLOSE_CODES[code].slug, reason
+    return reason
+
+
+async def established(ws: ClientConnection) -> dict[str, Any]:
+    frame = await recv_json(ws)
+    assert frame["type"] == "connection_established", frame
+    return frame
+
+
+async def chat(
+    ws: ClientConnection, text: str, thread_id: str | None = None, msg_id: str = "m1"
+) -> list[dict[str, Any]]:
+    """Send a user message; return every frame through agent_completed or agent_error."""
+    frame: dict[str, Any] = {"type": "user_message", "id": msg_id, "payload": {"text": text}}
+    if thread_id is not None:
+        frame["thread_id"] = thread_id
+    await send_json(ws, frame)
+    return await recv_until(ws, "agent_completed", "agent_error")
