@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "auto"
     drain_timeout_s: PositiveFloat = 8.0
+    store_batch_ms: Annotated[float, Field(ge=0)] = 5.0
+    store_batch_max: PositiveInt = 256
+    presence_ttl_s: PositiveFloat = 30.0
 
     @field_validator("jwt_algorithms")
     @classmethod
