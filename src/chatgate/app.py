@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,10 +13,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from chatgate.connection import Connection
-from chatgate.errors import BrokerUnavailable, StoreUnavailable
+from chatgate.diagnostics import diagnostics_routes
 from chatgate.gateway import Gateway
-
-_READY_TIMEOUT_S = 2.0
 
 
 class _ChatSocket:
@@ -30,18 +27,6 @@ class _ChatSocket:
         await Connection(self.gateway, scope, receive, send).serve()
 
 
-async def _check(probe: Callable[[], Awaitable[None]]) -> str | None:
-    """None when ``probe`` answers in time, else why not (never a secret: no URL)."""
-    try:
-        async with asyncio.timeout(_READY_TIMEOUT_S):
-            await probe()
-    except TimeoutError:
-        return "timed out"
-    except (StoreUnavailable, BrokerUnavailable, OSError) as exc:
-        return type(exc).__name__
-    return None
-
-
 def create_app(gateway: Gateway) -> Starlette:
     """Build the ASGI app around a wired gateway."""
 
@@ -49,10 +34,7 @@ def create_app(gateway: Gateway) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> JSONResponse:
-        checks = {
-            "store": await _check(gateway.store.ping),
-            "broker": await _check(gateway.broker.ping),
-        }
+        checks = await gateway.health.check()
         failing = [name for name, problem in checks.items() if problem is not None]
         body: dict[str, Any] = {
             "status": "unavailable" if failing else "ready",
@@ -65,9 +47,11 @@ def create_app(gateway: Gateway) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await gateway.store.start()
         await gateway.broker.start()
+        await gateway.health.start()
         try:
             yield {"gateway": gateway}
         finally:
+            await gateway.health.stop()
             await gateway.runs.shutdown()
             await gateway.broker.close()
             await gateway.store.close()
@@ -77,6 +61,7 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             WebSocketRoute("/ws", _ChatSocket(gateway)),
+            *diagnostics_routes(gateway),
         ],
         lifespan=lifespan,
     )

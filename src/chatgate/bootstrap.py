@@ -52,6 +52,28 @@ def _with_signing_key(settings: Settings) -> tuple[Settings, str | None]:
     return updated, mint_token(secret, DEV_USER, ttl_s=DEV_TOKEN_TTL_S)
 
 
+def _check_e2e(settings: Settings, gateway: Gateway) -> None:
+    """Refuse E2E test mode in production; say once per process how E2E mode was decided."""
+    policy = gateway.e2e
+    if policy.tier is Tier.PRODUCTION:
+        if settings.e2e_testing:
+            raise ConfigError(
+                "E2E_TESTING", "must not be set in production: test tokens never work there"
+            )
+        if settings.e2e_oauth_simulation_key is not None:
+            log.warning("E2E_OAUTH_SIMULATION_KEY is set in production; it is ignored")
+        return
+    if settings.disable_enhanced_e2e_detection:
+        log.info("E2E DETECTION: disabled by DISABLE_ENHANCED_E2E_DETECTION")
+    elif policy.via_staging_auto_detection:
+        log.info("ENHANCED E2E DETECTION: Auto-enabled for staging environment")
+    if policy.enabled and settings.e2e_oauth_simulation_key is None:
+        log.warning(
+            "E2E test mode is on but E2E_OAUTH_SIMULATION_KEY is not set: "
+            "test tokens will close 4003 auth_invalid"
+        )
+
+
 def boot(settings: Settings) -> Booted:
     """Check the configuration and wire the gateway.
 
@@ -63,4 +85,5 @@ def boot(settings: Settings) -> Booted:
     store = open_store(settings.database_url)
     broker = open_broker(settings.broker_url)
     gateway = build_gateway(settings, agent, store, broker)
+    _check_e2e(settings, gateway)
     return Booted(settings, gateway, create_app(gateway), dev_token)

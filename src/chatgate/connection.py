@@ -23,7 +23,7 @@ from chatgate.auth.tokens import VerifiedToken
 from chatgate.broker import Unsubscribe
 from chatgate.closecodes import CloseCode, close_reason
 from chatgate.e2e import carries_test_headers
-from chatgate.errors import AuthError, CloseConnection
+from chatgate.errors import AuthError, BrokerUnavailable, CloseConnection, StoreUnavailable
 from chatgate.gateway import Gateway
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, new_id
@@ -94,6 +94,10 @@ class Connection:
             await self._close_now(exc.code, exc.detail)
         except _Disconnected:
             pass
+        except (StoreUnavailable, BrokerUnavailable) as exc:
+            dependency = "store" if isinstance(exc, StoreUnavailable) else "broker"
+            self.gw.health.report_failure(dependency, type(exc).__name__)
+            await self._close_now(CloseCode.TRY_AGAIN_LATER, f"{dependency} unavailable")
         except Exception:
             # The connection's edge, the one catch-all: log the bug, close 1011 with its id.
             cid = correlation_id()
@@ -123,6 +127,11 @@ class Connection:
             self.headers.get("origin"), self.headers.get("host"), settings.origins
         ):
             raise CloseConnection(CloseCode.ORIGIN_DENIED, "origin not allowed")
+        failing = self.gw.health.failing
+        if failing:
+            raise CloseConnection(
+                CloseCode.TRY_AGAIN_LATER, f"{', '.join(sorted(failing))} unavailable"
+            )
         if token is None:
             token = await self._await_auth_message()
         verified = await self.gw.verifier.verify_async(token)

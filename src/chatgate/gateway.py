@@ -9,6 +9,7 @@ from chatgate.agents.loader import LoadedAgent
 from chatgate.auth.tokens import TokenVerifier
 from chatgate.broker import Broker
 from chatgate.e2e import E2EPolicy, decide_e2e
+from chatgate.health import HealthMonitor
 from chatgate.runs import RunManager
 from chatgate.settings import Settings
 from chatgate.store import Store
@@ -40,6 +41,7 @@ class Gateway:
     broker: Broker
     agent: LoadedAgent
     runs: RunManager
+    health: HealthMonitor
     closes: CloseStats = field(default_factory=CloseStats)
 
 
@@ -65,4 +67,5 @@ def build_gateway(settings: Settings, agent: LoadedAgent, store: Store, broker: 
         broker=broker,
         agent=agent,
         runs=RunManager(store, broker, agent),
+        health=HealthMonitor({"store": store.ping, "broker": broker.ping}),
     )

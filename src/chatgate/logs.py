@@ -6,11 +6,44 @@ Log lines never carry a token, key or secret: callers pass identifiers only.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+# Anything shaped like a JWT, and any bearer credential: libraries log raw
+# handshake headers at DEBUG, and a line must never carry a token.
+_CREDENTIAL = re.compile(
+    r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"|(?i:bearer)[ .]+[^\s,;\"']+"
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with every token-shaped or bearer credential replaced."""
+    return _CREDENTIAL.sub(REDACTED, text)
+
+
+def _redact_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+    return event
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts credentials from standard-library records (uvicorn, websockets)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 def correlation_id() -> str:
@@ -32,17 +65,19 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, _redact_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RedactingFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                _redact_event,
                 renderer,
             ],
             foreign_pre_chain=shared,
