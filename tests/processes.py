@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
 from support import free_socket
 
 CHATGATE = str(Path(sys.executable).parent / "chatgate")
@@ -91,7 +92,7 @@ def server_process(
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             [CHATGATE, "serve"], env=env, stdout=stdout, stderr=stderr, cwd=tmp_path
-        )  # noqa: S603
+        )
     server = ServerProcess(process, port, out, err)
     try:
         wait_healthy(server)
@@ -110,7 +111,7 @@ def run_cli(
     *args: str, timeout: float = 30.0, **variables: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``chatgate ARGS`` to completion with a clean environment plus ``variables``."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [CHATGATE, *args],
         env=base_env(**variables),
         capture_output=True,

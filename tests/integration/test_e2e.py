@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from chatgate.closecodes import CloseCode
+
 from support import (
     E2E_KEY,
     chat,
@@ -14,8 +17,6 @@ from support import (
     running_server,
     send_json,
 )
-
-from chatgate.closecodes import CloseCode
 
 STAGING = {"environment": "staging"}
 INFERRED_STAGING = {"k_service": "chat-staging", "google_cloud_project": "acme-staging"}
@@ -67,11 +68,11 @@ async def test_test_token_by_tier(overrides: dict[str, Any], closed_with: CloseC
 
 
 async def test_e2e_context_flags_in_staging() -> None:
-    async with running_server(**KEY, **INFERRED_STAGING) as server:
-        async with server.connect(
-            server.test_token("bot"), additional_headers={"X-E2E-Test": "true"}
-        ) as ws:
-            context = (await established(ws))["payload"]["e2e"]
+    async with (
+        running_server(**KEY, **INFERRED_STAGING) as server,
+        server.connect(server.test_token("bot"), additional_headers={"X-E2E-Test": "true"}) as ws,
+    ):
+        context = (await established(ws))["payload"]["e2e"]
     assert context["environment"] == "staging"
     assert context["k_service"] == "chat-staging"
     assert context["google_cloud_project"] == "acme-staging"
@@ -107,6 +108,7 @@ async def test_bad_test_tokens_close_4003(problem: str) -> None:
     import jwt  # noqa: PLC0415
 
     from chatgate.auth.minting import mint_test_token  # noqa: PLC0415
+
     from support import SECRET  # noqa: PLC0415
 
     async with running_server(**KEY, **STAGING) as server:

@@ -1,4 +1,4 @@
-"""E2E test mode in a real ``chatgate serve`` process: startup lines, refusals, no secret in any output."""
+"""E2E test mode in a real ``chatgate serve`` process: startup lines, refusals, no leaked secret."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import httpx
-from processes import run_cli, server_process
-from support import E2E_KEY, SECRET, established, recv_until, send_json
 from websockets.asyncio.client import connect
 
 from chatgate.auth.minting import mint_test_token, mint_token
+
+from processes import run_cli, server_process
+from support import E2E_KEY, SECRET, established, recv_until, send_json
 
 ADMIN = "admin-token-0123456789-abcdef"
 

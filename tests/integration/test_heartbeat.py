@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from support import running_server
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.uri import parse_uri
+
+from support import running_server
 
 
 async def test_missing_pong_closes_4101_heartbeat_timeout() -> None:

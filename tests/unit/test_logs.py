@@ -27,6 +27,8 @@ def test_credentials_are_redacted(line: str) -> None:
     assert "opaque-admin-token-1234" not in redacted
 
 
-@pytest.mark.parametrize("line", ["connection open", "user alice sent 3 frames", "event_id=7 thread=th_1"])
+@pytest.mark.parametrize(
+    "line", ["connection open", "user alice sent 3 frames", "event_id=7 thread=th_1"]
+)
 def test_ordinary_lines_are_untouched(line: str) -> None:
     assert redact(line) == line
