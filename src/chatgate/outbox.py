@@ -43,7 +43,7 @@ class Outbox:
         """Queue a frame; past the byte budget the queue is replaced by a 4102 close."""
         if self._closing:
             return
-        size = len(frame)
+        size = _utf8_size(frame)
         if self._bytes + size > self._limit:
             self._frames.clear()
             self._bytes = 0
@@ -68,5 +68,11 @@ class Outbox:
             await self._ready.wait()
         item = self._frames.popleft()
         if isinstance(item, str):
-            self._bytes -= len(item)
+            self._bytes -= _utf8_size(item)
         return item
+
+
+def _utf8_size(frame: str) -> int:
+    # Most frames are ASCII (orjson escapes nothing, but payloads are mostly
+    # ASCII): isascii() is a scan without a copy, encode() only when needed.
+    return len(frame) if frame.isascii() else len(frame.encode())

@@ -8,6 +8,7 @@ first user discovering it. Secrets are ``SecretStr``: their ``repr`` hides them.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -100,6 +101,8 @@ class Settings(BaseSettings):
     store_batch_ms: Annotated[float, Field(ge=0)] = 5.0
     store_batch_max: PositiveInt = 256
     presence_ttl_s: PositiveFloat = 30.0
+    broker_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "chatgate"
+    broker_timeout_s: PositiveFloat = 2.0
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -173,9 +176,17 @@ def load_settings(**overrides: Any) -> Settings:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
         variable = env_name(field) if field in Settings.model_fields else field
+        if variable == env_name("port") and "port" not in overrides and _only_platform_port():
+            variable = "PORT"
         raise ConfigError(variable, error["msg"]) from None
     _check_keys(settings)
     return settings
+
+
+def _only_platform_port() -> bool:
+    """Whether the port came from the platform's ``PORT`` (Cloud Run) rather than ours."""
+    environ = {name.upper() for name in os.environ}
+    return "PORT" in environ and _PREFIX + "PORT" not in environ
 
 
 def _check_keys(settings: Settings) -> None:
@@ -196,6 +207,8 @@ def _check_keys(settings: Settings) -> None:
         ("E2E_OAUTH_SIMULATION_KEY", settings.e2e_oauth_simulation_key),
     ):
         if secret is not None and len(secret.get_secret_value().encode()) < MIN_HMAC_KEY_BYTES:
-            raise ConfigError(variable, f"too short: HS256 needs at least {MIN_HMAC_KEY_BYTES} bytes")
+            raise ConfigError(
+                variable, f"too short: HS256 needs at least {MIN_HMAC_KEY_BYTES} bytes"
+            )
     if settings.jwks_url and not settings.jwks_url.startswith(("https://", "http://")):
         raise ConfigError("CHATGATE_JWKS_URL", "must be an http(s) URL")

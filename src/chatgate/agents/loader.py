@@ -36,8 +36,12 @@ def load_agent(spec: str, *, demo_delay_ms: int = 0) -> LoadedAgent:
         raise ConfigError(_VARIABLE, "use 'demo' or an import path 'package.module:name'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(_VARIABLE, f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - see below
+        # Importing user code is a boot edge: any failure there (ImportError,
+        # SyntaxError, an exception at import) is a configuration error.
+        raise ConfigError(
+            _VARIABLE, f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     target = getattr(module, attribute, None)
     if target is None:
         raise ConfigError(_VARIABLE, f"{module_name!r} has no attribute {attribute!r}")
