@@ -48,6 +48,14 @@ class ServerProcess:
         return self.process.wait(timeout)
 
 
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    probe = free_socket()
+    port = int(probe.getsockname()[1])
+    probe.close()
+    return port
+
+
 def base_env(**variables: str) -> dict[str, str]:
     """The parent's environment without any chatgate setting, plus ``variables``."""
     owned = ("CHATGATE_", "E2E_")
@@ -84,9 +92,7 @@ def server_process(
 ) -> Iterator[ServerProcess]:
     """Start ``chatgate serve`` on a free port with ``variables``; stop it with SIGTERM after."""
     if port is None:
-        probe = free_socket()
-        port = probe.getsockname()[1]
-        probe.close()
+        port = free_port()
     env = base_env(CHATGATE_PORT=str(port), CHATGATE_LOG_FORMAT="json", **variables)
     out, err = tmp_path / f"stdout-{port}.log", tmp_path / f"stderr-{port}.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:

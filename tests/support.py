@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -76,12 +79,14 @@ async def running_server(**overrides: Any) -> AsyncIterator[Server]:
     connect at once: the kernel queues them until uvicorn accepts.
     """
     overrides.setdefault("jwt_secret", SECRET)
+    # The settings default is a SQLite file; tests keep their state in memory unless they ask.
+    overrides.setdefault("database_url", "memory://")
     settings = load_settings(**overrides)
     booted = boot(settings)
     sock = free_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(booted.app, booted.settings, port=port))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield Server(booted, port)
@@ -91,8 +96,8 @@ async def running_server(**overrides: Any) -> AsyncIterator[Server]:
         sock.close()
 
 
-async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> dict[str, Any]:
-    raw = await asyncio.wait_for(ws.recv(), timeout)
+async def recv_json(ws: ClientConnection) -> dict[str, Any]:
+    raw = await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S)
     frame = json.loads(raw)
     assert isinstance(frame, dict)
     return frame
@@ -138,3 +143,44 @@ async def chat(
         frame["thread_id"] = thread_id
     await send_json(ws, frame)
     return await recv_until(ws, "agent_completed", "agent_error")
+
+
+# Hand-made tokens, for the claims and headers the minting helpers never produce.
+
+
+def user_claims(sub: str, ttl_s: int = 3600, **extra: Any) -> dict[str, Any]:
+    """Claims of an ordinary user token; ``extra`` adds claims, a value of None removes one."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl_s, **extra}
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def sign_token(
+    claims: dict[str, Any],
+    key: str = SECRET,
+    algorithm: str = "HS256",
+    headers: dict[str, Any] | None = None,
+) -> str:
+    """Sign ``claims`` as given: no claim is added or checked."""
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+def _b64url(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def unsigned_token(claims: dict[str, Any]) -> str:
+    """An ``alg: none`` token, built by hand: header, claims and an empty signature."""
+    return f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(claims)}."
+
+
+async def frames_until_close(ws: ClientConnection, code: CloseCode) -> list[dict[str, Any]]:
+    """Every frame received until the server closes; asserts the code and slug like expect_close."""
+    frames: list[dict[str, Any]] = []
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S)))
+    assert ws.close_code == code, (ws.close_code, ws.close_reason, frames)
+    reason = ws.close_reason or ""
+    assert reason.split(":")[0] == CLOSE_CODES[code].slug, reason
+    return frames

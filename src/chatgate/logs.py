@@ -89,6 +89,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     # One line per WebSocket handshake would be the loudest thing in the log;
     # the gateway logs what matters about a connection itself.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Alembic narrates every migration step at INFO; boot needs one line, not seven.
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
     logging.getLogger("uvicorn.error").addFilter(_drop_per_connection_lines)
 
 

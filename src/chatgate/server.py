@@ -9,8 +9,12 @@ the wire contract and count it in the close statistics.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -23,6 +27,7 @@ from chatgate.settings import Settings
 
 log = logging.getLogger("chatgate.server")
 
+_DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _RFC_TOO_BIG = 1009
 _RFC_INTERNAL = 1011
 
@@ -137,7 +142,27 @@ def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvic
     return uvicorn.Config(app, **options)
 
 
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, exiting 0 after an orderly drain.
+
+    uvicorn re-raises the signal it caught once it has drained, so a supervisor
+    would see a process killed by SIGTERM; the drain finished, so say so.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Route SIGINT and SIGTERM to a graceful shutdown while serving."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in _DRAIN_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
 def serve(app: Starlette, settings: Settings) -> None:
-    """Run the server until SIGTERM or SIGINT, then drain."""
-    server = uvicorn.Server(uvicorn_config(app, settings))
-    server.run()
+    """Run the server until SIGTERM or SIGINT, then drain and return."""
+    GatewayServer(uvicorn_config(app, settings)).run()
