@@ -8,13 +8,16 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
+from chatgate.api import api_routes
 from chatgate.connection import Connection
 from chatgate.diagnostics import diagnostics_routes
 from chatgate.gateway import Gateway
+from chatgate.recovery import Recovery, instance_id_for
 
 
 class _ChatSocket:
@@ -25,6 +28,16 @@ class _ChatSocket:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await Connection(self.gateway, scope, receive, send).serve()
+
+
+async def _no_such_socket(websocket: WebSocket) -> None:
+    """Refuse an upgrade on an unknown path with 404, not the 403 of a bare close.
+
+    A 403 looks like a proxy or WAF refusing the upgrade; a 404 says the path is wrong.
+    """
+    await websocket.send_denial_response(
+        PlainTextResponse("no WebSocket endpoint here; the chat socket is /ws", status_code=404)
+    )
 
 
 def create_app(gateway: Gateway) -> Starlette:
@@ -43,16 +56,25 @@ def create_app(gateway: Gateway) -> Starlette:
         }
         return JSONResponse(body, status_code=503 if failing else 200)
 
+    recovery = Recovery(
+        gateway.store,
+        gateway.runs,
+        instance_id=instance_id_for(gateway.settings),
+        heartbeat_s=gateway.settings.instance_heartbeat_s,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await gateway.store.start()
         await gateway.broker.start()
         await gateway.health.start()
+        await recovery.start()
         try:
             yield {"gateway": gateway}
         finally:
             await gateway.health.stop()
             await gateway.runs.shutdown()
+            await recovery.stop()
             await gateway.broker.close()
             await gateway.store.close()
 
@@ -62,6 +84,8 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/readyz", readyz),
             WebSocketRoute("/ws", _ChatSocket(gateway)),
             *diagnostics_routes(gateway),
+            *api_routes(gateway),
+            WebSocketRoute("/{path:path}", _no_such_socket),
         ],
         lifespan=lifespan,
     )

@@ -11,12 +11,12 @@ from starlette.applications import Starlette
 from chatgate.agents.loader import load_agent
 from chatgate.app import create_app
 from chatgate.auth.minting import mint_token
-from chatgate.broker import open_broker
+from chatgate.broker import BrokerOptions, open_broker
 from chatgate.errors import ConfigError
 from chatgate.gateway import Gateway, build_gateway
 from chatgate.logs import get_logger
 from chatgate.settings import Settings
-from chatgate.store import open_store
+from chatgate.store import StoreOptions, open_store
 from chatgate.tiers import Tier
 
 log = get_logger("chatgate.boot")
@@ -82,8 +82,8 @@ def boot(settings: Settings) -> Booted:
     """
     settings, dev_token = _with_signing_key(settings)
     agent = load_agent(settings.agent, demo_delay_ms=settings.demo_delay_ms)
-    store = open_store(settings.database_url)
-    broker = open_broker(settings.broker_url)
+    store = open_store(settings.database_url, StoreOptions.from_settings(settings))
+    broker = open_broker(settings.broker_url, BrokerOptions.from_settings(settings))
     gateway = build_gateway(settings, agent, store, broker)
     _check_e2e(settings, gateway)
     return Booted(settings, gateway, create_app(gateway), dev_token)

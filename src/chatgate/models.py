@@ -56,3 +56,20 @@ class Delivery:
     thread_id: str
     event_id: int
     frame: str = field(repr=False)
+
+
+RunStatus = Literal["running", "completed", "cancelled", "failed", "interrupted"]
+"""``running`` until the run ends; ``interrupted`` when its process died or stopped first."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as the store keeps it, so that a run whose process died can be ended later."""
+
+    run_id: str
+    thread_id: str
+    owner: str
+    instance_id: str
+    status: RunStatus = "running"
+    ended: bool = False
+    """Whether the run's log already holds its final ``agent_completed`` or ``agent_error``."""

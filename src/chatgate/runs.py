@@ -2,6 +2,11 @@
 
 A run belongs to a user and a thread, not to a socket: it goes on when the
 socket that started it goes away, and its events stay available for ``resume``.
+
+An event is published only once the store has committed it, so a client never
+sees an event the log could lose. Each run is recorded in the store with the
+id of the instance running it, so that a run whose process dies can be ended
+later with ``agent_error`` ``run_interrupted`` (see ``chatgate.recovery``).
 """
 
 from __future__ import annotations
@@ -15,14 +20,21 @@ from typing import Any
 from chatgate.agents.base import AGENT_EVENT_TYPES, HistoryEntry
 from chatgate.agents.loader import LoadedAgent
 from chatgate.broker import Broker
+from chatgate.errors import StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
-from chatgate.models import Delivery, StoredEvent
+from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent
 from chatgate.protocol import encode
 from chatgate.store import Store
 
 log = get_logger("chatgate.runs")
 
 _MAX_AGENT_PAYLOAD_KEYS = 64
+INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"
+
+
+def interrupted_payload(cid: str) -> dict[str, Any]:
+    """The payload of the ``agent_error`` that ends a run whose process stopped."""
+    return {"code": "run_interrupted", "message": INTERRUPTED_MESSAGE, "correlation_id": cid}
 
 
 class AgentContractError(Exception):
@@ -67,13 +79,21 @@ class Run:
 
 
 class RunManager:
-    """Starts, cancels and tracks runs in this process."""
+    """Starts, cancels and tracks runs in this process.
 
-    def __init__(self, store: Store, broker: Broker, agent: LoadedAgent) -> None:
+    ``instance_id`` is the id runs are recorded under; ``Recovery.start`` sets
+    it when the instance registers, if the constructor was not given it.
+    """
+
+    def __init__(
+        self, store: Store, broker: Broker, agent: LoadedAgent, instance_id: str = ""
+    ) -> None:
         self._store = store
         self._broker = broker
         self._agent = agent
         self._runs: dict[str, Run] = {}
+        self._stopping = False
+        self.instance_id = instance_id
 
     def in_flight(self, connection_id: str) -> int:
         """How many runs started from ``connection_id`` are still going."""
@@ -109,18 +129,41 @@ class RunManager:
         return True
 
     async def shutdown(self) -> None:
-        """Stop every run (the process is going away)."""
+        """Stop every run, each ending with ``agent_error`` ``run_interrupted``."""
+        self._stopping = True
         tasks = [run.task for run in self._runs.values() if run.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def emit(self, run: Run, kind: str, payload: dict[str, Any]) -> StoredEvent:
-        """Number, store and publish one event of ``run``."""
+        """Number and store one event of ``run``, then publish it.
+
+        Raises:
+            StoreUnavailable: the event could not be stored (and was not published).
+        """
         event = await self._store.append_event(run.thread_id, run.run_id, kind, payload)
         delivery = Delivery(event.thread_id, event.event_id, event_frame(event))
         await self._broker.publish(run.user_id, delivery)
         return event
+
+    async def end_orphan(self, record: RunRecord) -> None:
+        """Give a run whose process stopped its final ``agent_error`` ``run_interrupted``.
+
+        ``record`` was claimed from the store (already marked interrupted); a
+        run whose log already ends with its final event gets nothing more.
+        """
+        if record.ended:
+            return
+        cid = correlation_id()
+        log.warning(
+            "run interrupted",
+            run_id=record.run_id,
+            instance_id=record.instance_id,
+            correlation_id=cid,
+        )
+        run = Run(record.run_id, record.thread_id, record.owner, connection_id="")
+        await self.emit(run, "agent_error", interrupted_payload(cid))
 
     async def _next(self, run: Run, events: AsyncIterator[Any]) -> Any:
         run.awaiting_agent = True
@@ -130,15 +173,33 @@ class RunManager:
             run.awaiting_agent = False
 
     async def _execute(self, run: Run, history: list[HistoryEntry], text: str) -> None:
-        await self.emit(run, "agent_started", {"agent": self._agent.name})
+        record = RunRecord(run.run_id, run.thread_id, run.user_id, self.instance_id)
+        try:
+            await self._store.record_run(record)
+            await self.emit(run, "agent_started", {"agent": self._agent.name})
+            status = await self._outcome(run, history, text)
+            await self._store.finish_run(run.run_id, status)
+        except StoreUnavailable:
+            # Nothing more of this run can be kept. It stays recorded as
+            # running, and this instance's next start ends it as interrupted.
+            log.warning("run abandoned: store unavailable", run_id=run.run_id)
+
+    async def _outcome(self, run: Run, history: list[HistoryEntry], text: str) -> RunStatus:
+        """Drive the agent to the run's final event; return how the run ended."""
         events: AsyncIterator[Any] | None = None
         try:
             events = aiter(self._agent.agent.run(history, text))
             await self._drive(run, events)
         except asyncio.CancelledError:
+            if self._stopping:
+                await self.emit(run, "agent_error", interrupted_payload(correlation_id()))
+                return "interrupted"
             if not run.cancel_requested:
                 raise
             await self.emit(run, "agent_completed", {"text": "", "status": "cancelled"})
+            return "cancelled"
+        except StoreUnavailable:
+            raise
         except Exception:
             # The agent is user code: its failure ends the run, never the process.
             cid = correlation_id()
@@ -148,9 +209,11 @@ class RunManager:
                 "agent_error",
                 {"code": "agent_failed", "message": "the agent failed", "correlation_id": cid},
             )
+            return "failed"
         finally:
             if events is not None:
                 await _close_quietly(events)
+        return "completed"
 
     async def _drive(self, run: Run, events: AsyncIterator[Any]) -> None:
         while True:

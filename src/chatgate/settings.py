@@ -93,13 +93,16 @@ class Settings(BaseSettings):
     # Server.
     ws_compression: bool = False
     admin_token: SecretStr | None = None
-    database_url: str = "memory://"
+    database_url: str = "sqlite:///./chatgate.db"
     broker_url: str = "memory://"
     log_level: str = "INFO"
     log_format: str = "auto"
     drain_timeout_s: PositiveFloat = 8.0
     store_batch_ms: Annotated[float, Field(ge=0)] = 5.0
     store_batch_max: PositiveInt = 256
+    # Empty: "<hostname>:<port>", the same when this instance restarts (chatgate.recovery).
+    instance_id: Annotated[str, Field(max_length=255)] = ""
+    instance_heartbeat_s: PositiveFloat = 5.0
     presence_ttl_s: PositiveFloat = 30.0
     broker_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "chatgate"
     broker_timeout_s: PositiveFloat = 2.0

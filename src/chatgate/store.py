@@ -1,28 +1,50 @@
-"""The ``Store`` interface: threads, messages and the per-thread event log.
+"""The ``Store`` interface: threads, messages, the per-thread event log, and runs.
 
 Backends live in ``store_<kind>.py`` and are chosen by the scheme of
-``CHATGATE_DATABASE_URL`` in :func:`open_store`; an unknown scheme is a boot error.
+``CHATGATE_DATABASE_URL`` in :func:`open_store`: ``memory://`` (nothing
+survives the process), ``sqlite:///path`` and ``postgresql://...``. An unknown
+scheme is a boot error.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chatgate.errors import ConfigError
-from chatgate.models import Message, Role, StoredEvent, Thread
+from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread
+from chatgate.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Tuning shared by every backend; a backend ignores what it has no use for."""
+
+    batch_ms: float = 5.0
+    """Longest wait of a batch of events gathered while the previous one was written."""
+    batch_max: int = 256
+    """Most events written in one transaction."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoreOptions:
+        """The options configured by ``settings``."""
+        return cls(batch_ms=settings.store_batch_ms, batch_max=settings.store_batch_max)
 
 
 class Store(Protocol):
-    """Durable state of chats. Methods raise ``StoreUnavailable`` when the backend is down."""
+    """Durable state of chats.
+
+    Every method raises ``StoreUnavailable`` when the backend does not answer.
+    """
 
     kind: str
 
     async def start(self) -> None:
-        """Connect and prepare the schema."""
+        """Connect and bring the schema up to date."""
 
     async def close(self) -> None:
-        """Flush and disconnect."""
+        """Write what is pending, then disconnect."""
 
     async def ping(self) -> None:
         """Return when the backend answers; raise ``StoreUnavailable`` otherwise."""
@@ -39,7 +61,7 @@ class Store(Protocol):
     async def add_message(
         self, thread_id: str, role: Role, content: str, run_id: str | None
     ) -> Message:
-        """Append a message to a thread; returns once it is stored."""
+        """Append a message to a thread; returns once it is stored (committed)."""
 
     async def list_messages(self, thread_id: str) -> list[Message]:
         """Return a thread's messages, oldest first."""
@@ -47,24 +69,51 @@ class Store(Protocol):
     async def append_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
     ) -> StoredEvent:
-        """Give the event the thread's next ``event_id`` and keep it."""
+        """Give the event the thread's next ``event_id`` and store it; returns after the commit.
+
+        Raises:
+            LookupError: no thread ``thread_id`` exists.
+        """
 
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
         """Return up to ``limit`` events with ``event_id > after_event_id``, in order."""
 
+    async def record_run(self, run: RunRecord) -> None:
+        """Remember a run that starts now, as ``running`` on ``run.instance_id``."""
+
+    async def finish_run(self, run_id: str, status: RunStatus) -> None:
+        """Mark a running run as ended with ``status``; a run no longer running is left alone."""
+
+    async def heartbeat(self, instance_id: str) -> None:
+        """Record that ``instance_id`` is alive now."""
+
+    async def claim_orphaned_runs(
+        self, own_instance: str | None, stale_after_s: float | None
+    ) -> list[RunRecord]:
+        """Mark orphaned runs ``interrupted`` and return them, each to exactly one caller.
+
+        A running run is orphaned when it belongs to ``own_instance`` (a process
+        starting again under the id of one that died) or, when ``stale_after_s``
+        is given, when its instance has sent no heartbeat for that long.
+        ``RunRecord.ended`` tells whether its log already holds its final event.
+        """
+
 
 _BACKENDS = {
     "memory": "chatgate.store_memory:MemoryStore",
+    "sqlite": "chatgate.store_sqlite:SQLiteStore",
+    "postgresql": "chatgate.store_postgres:PostgresStore",
+    "postgres": "chatgate.store_postgres:PostgresStore",
 }
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, options: StoreOptions | None = None) -> Store:
     """Return the store for ``url``'s scheme (not yet started).
 
     Raises:
-        ConfigError: the scheme names no known backend.
+        ConfigError: the scheme names no known backend, or the URL is unusable.
     """
     scheme = url.partition("://")[0].partition("+")[0].lower()
     target = _BACKENDS.get(scheme)
@@ -73,5 +122,5 @@ def open_store(url: str) -> Store:
         raise ConfigError("CHATGATE_DATABASE_URL", f"unknown scheme {scheme!r}; known: {known}")
     module, _, name = target.partition(":")
     factory = getattr(importlib.import_module(module), name)
-    store: Store = factory(url)
+    store: Store = factory(url, options or StoreOptions())
     return store

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections import defaultdict
 from typing import Any
 
-from chatgate.models import Message, Role, StoredEvent, Thread, new_id
+import orjson
+
+from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread, new_id
 from chatgate.protocol import timestamp
+from chatgate.store import StoreOptions
+
+_TERMINAL_EVENTS = frozenset({"agent_completed", "agent_error"})
 
 
 class MemoryStore:
-    """Keeps threads, messages and events in dictionaries."""
+    """Keeps threads, messages, events and runs in dictionaries."""
 
     kind = "memory"
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", options: StoreOptions | None = None) -> None:
+        # Batching means nothing here: every write is immediate.
+        del options
         self.url = url
         self._threads: dict[str, Thread] = {}
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._events: dict[str, list[StoredEvent]] = defaultdict(list)
+        self._runs: dict[str, RunRecord] = {}
+        self._heartbeats: dict[str, float] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -49,14 +60,12 @@ class MemoryStore:
     async def add_message(
         self, thread_id: str, role: Role, content: str, run_id: str | None
     ) -> Message:
-        """Append a message and touch the thread."""
+        """Append a message and touch the thread (raises LookupError for an unknown thread)."""
+        thread = self._thread(thread_id)
         now = timestamp()
         message = Message(new_id("msg"), thread_id, role, content, run_id, now)
         self._messages[thread_id].append(message)
-        thread = self._threads[thread_id]
-        self._threads[thread_id] = Thread(
-            thread.id, thread.owner, thread.title, thread.created_at, now
-        )
+        self._threads[thread_id] = dataclasses.replace(thread, updated_at=now)
         return message
 
     async def list_messages(self, thread_id: str) -> list[Message]:
@@ -66,7 +75,14 @@ class MemoryStore:
     async def append_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
     ) -> StoredEvent:
-        """Number the event after the thread's last one and keep it."""
+        """Number the event after the thread's last one and keep it.
+
+        Raises:
+            LookupError: no thread ``thread_id`` exists.
+            TypeError: the payload cannot be encoded as JSON (as a durable store would refuse it).
+        """
+        self._thread(thread_id)
+        orjson.dumps(payload)
         log = self._events[thread_id]
         event = StoredEvent(thread_id, len(log) + 1, kind, run_id, payload, timestamp())
         log.append(event)
@@ -76,4 +92,51 @@ class MemoryStore:
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
         """Return events after ``after_event_id``; ids are dense, so it is a slice."""
-        return self._events.get(thread_id, [])[after_event_id : after_event_id + limit]
+        start = max(after_event_id, 0)
+        return self._events.get(thread_id, [])[start : start + limit]
+
+    async def record_run(self, run: RunRecord) -> None:
+        """Remember a running run."""
+        self._runs[run.run_id] = dataclasses.replace(run, status="running", ended=False)
+
+    async def finish_run(self, run_id: str, status: RunStatus) -> None:
+        """Mark a running run as ended."""
+        run = self._runs.get(run_id)
+        if run is not None and run.status == "running":
+            self._runs[run_id] = dataclasses.replace(run, status=status)
+
+    async def heartbeat(self, instance_id: str) -> None:
+        """Record that ``instance_id`` is alive."""
+        self._heartbeats[instance_id] = time.time()
+
+    async def claim_orphaned_runs(
+        self, own_instance: str | None, stale_after_s: float | None
+    ) -> list[RunRecord]:
+        """Mark orphaned runs interrupted and return them."""
+        claimed = []
+        for run in list(self._runs.values()):
+            if run.status == "running" and self._orphaned(run, own_instance, stale_after_s):
+                ended = any(
+                    e.run_id == run.run_id and e.type in _TERMINAL_EVENTS
+                    for e in self._events.get(run.thread_id, ())
+                )
+                record = dataclasses.replace(run, status="interrupted", ended=ended)
+                self._runs[run.run_id] = record
+                claimed.append(record)
+        return claimed
+
+    def _orphaned(
+        self, run: RunRecord, own_instance: str | None, stale_after_s: float | None
+    ) -> bool:
+        if run.instance_id == own_instance:
+            return True
+        if stale_after_s is None:
+            return False
+        seen = self._heartbeats.get(run.instance_id)
+        return seen is None or seen < time.time() - stale_after_s
+
+    def _thread(self, thread_id: str) -> Thread:
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            raise LookupError(f"no thread {thread_id!r}")
+        return thread

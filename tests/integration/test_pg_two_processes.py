@@ -1,0 +1,109 @@
+"""Two server processes on one PostgreSQL, writing to one thread at once.
+
+Each process allocates event ids in the database, so the thread's log holds
+every event of every run exactly once, numbered 1..N without a gap, and each
+run's events in their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from chatgate.auth.minting import mint_token
+from databases import postgres_schema
+
+from processes import ServerProcess, server_process
+from support import SECRET, recv_json, recv_until, send_json
+
+pytestmark = pytest.mark.integration
+
+SOCKETS_PER_PROCESS = 3
+RUNS_PER_SOCKET = 4
+RUN_EVENTS = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+]
+
+
+def socket_to(server: ServerProcess, token: str) -> Any:
+    return connect(
+        server.ws_url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        subprotocols=["chatgate.v1"],
+        open_timeout=10,
+    )
+
+
+async def run_many(server: ServerProcess, token: str, thread_id: str, tag: str) -> set[str]:
+    """Start several runs on the thread from one socket; return their ids once all ended."""
+    async with socket_to(server, token) as ws:
+        assert (await recv_json(ws))["type"] == "connection_established"
+        for i in range(RUNS_PER_SOCKET):
+            frame = {
+                "type": "user_message",
+                "id": f"{tag}-{i}",
+                "thread_id": thread_id,
+                "payload": {"text": f"what is {i}*7?"},
+            }
+            await send_json(ws, frame)
+        mine: set[str] = set()
+        ended: set[str] = set()
+        # Live events of the other sockets' runs on this process arrive here too.
+        while len(mine) < RUNS_PER_SOCKET or not mine <= ended:
+            frame = await recv_json(ws)
+            if frame["type"] == "message_ack":
+                mine.add(frame["run_id"])
+            elif frame["type"] in {"agent_completed", "agent_error"}:
+                ended.add(frame["run_id"])
+        return mine
+
+
+async def read_log(server: ServerProcess, token: str, thread_id: str) -> list[dict[str, Any]]:
+    async with socket_to(server, token) as ws:
+        assert (await recv_json(ws))["type"] == "connection_established"
+        await send_json(ws, {"type": "resume", "thread_id": thread_id, "after_event_id": 0})
+        frames = await recv_until(ws, "resume_complete")
+    return frames[:-1]
+
+
+async def test_two_processes_number_one_thread_without_gaps(tmp_path: Path) -> None:
+    token = mint_token(SECRET, "alice")
+    async with postgres_schema() as url:
+        variables = {"CHATGATE_DATABASE_URL": url, "CHATGATE_JWT_SECRET": SECRET}
+        with (
+            server_process(tmp_path, **variables) as one,
+            server_process(tmp_path, **variables) as two,
+        ):
+            async with socket_to(one, token) as ws:
+                assert (await recv_json(ws))["type"] == "connection_established"
+                await send_json(ws, {"type": "user_message", "id": "0", "payload": {"text": "hi"}})
+                first = await recv_until(ws, "agent_completed")
+            thread_id = first[0]["thread_id"]
+
+            writers = [
+                run_many(server, token, thread_id, f"{name}{n}")
+                for name, server in (("one", one), ("two", two))
+                for n in range(SOCKETS_PER_PROCESS)
+            ]
+            runs = await asyncio.gather(*writers)
+            log = await read_log(two, token, thread_id)
+
+    runs_total = 2 * SOCKETS_PER_PROCESS * RUNS_PER_SOCKET
+    assert [e["event_id"] for e in log] == list(range(1, len(log) + 1))
+    assert len(log) == 3 + runs_total * len(RUN_EVENTS)
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for event in log:
+        by_run.setdefault(event["run_id"], []).append(event)
+    started = set().union(*runs)
+    assert len(started) == runs_total
+    assert set(by_run) == started | {first[0]["run_id"]}
+    for run_id in started:
+        assert [e["type"] for e in by_run[run_id]] == RUN_EVENTS, run_id

@@ -1,0 +1,339 @@
+"""One suite over every store: what the gateway may rely on, whichever backend.
+
+PostgreSQL is the real server at 127.0.0.1:5432 (database ``test``), each test
+in a schema of its own; SQLite a file per test. Two store objects on one
+database are two gateway instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chatgate.errors import StoreUnavailable
+from chatgate.models import RunRecord, StoredEvent
+from chatgate.store import Store, StoreOptions, open_store
+from databases import database_url
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with database_url(request.param, tmp_path) as found:
+        yield found
+
+
+@pytest.fixture
+async def opened(url: str) -> AsyncIterator[list[Store]]:
+    """Stores opened by a test through ``connect``; closed afterwards."""
+    stores: list[Store] = []
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+async def connect(url: str, opened: list[Store]):
+    """Open (and start) another store on the same database: another instance.
+
+    The in-process store has no database to share: every "instance" is the same object.
+    """
+
+    async def instance(**options) -> Store:
+        if url == "memory://" and opened:
+            return opened[0]
+        store = open_store(url, StoreOptions(**options))
+        opened.append(store)
+        await store.start()
+        return store
+
+    return instance
+
+
+@pytest.fixture
+async def store(connect) -> Store:
+    return await connect()
+
+
+def ids(events: list[StoredEvent]) -> list[int]:
+    return [e.event_id for e in events]
+
+
+# Threads and messages
+
+
+async def test_a_thread_is_visible_to_its_owner_only(store: Store) -> None:
+    thread = await store.create_thread("alice", "hello there")
+    assert thread.owner == "alice"
+    assert thread.title == "hello there"
+    assert await store.get_thread("alice", thread.id) == thread
+    assert await store.get_thread("mallory", thread.id) is None
+    assert await store.get_thread("alice", "th_missing") is None
+
+
+async def test_threads_are_listed_per_owner_most_recently_updated_first(store: Store) -> None:
+    first = await store.create_thread("alice", "first")
+    second = await store.create_thread("alice", "second")
+    await store.create_thread("bob", "not alice's")
+    await store.add_message(first.id, "user", "bump", None)
+    listed = await store.list_threads("alice")
+    assert [t.id for t in listed] == [first.id, second.id]
+    assert listed[0].updated_at >= listed[0].created_at
+    assert await store.list_threads("nobody") == []
+
+
+async def test_messages_come_back_oldest_first_exactly_as_stored(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    user = await store.add_message(thread.id, "user", "what is 6*7? ✓", "run_1")
+    answer = await store.add_message(thread.id, "assistant", "6*7 = 42", "run_1")
+    other = await store.create_thread("alice", "other")
+    await store.add_message(other.id, "user", "elsewhere", None)
+    assert await store.list_messages(thread.id) == [user, answer]
+    assert user.role == "user"
+    assert answer.run_id == "run_1"
+
+
+async def test_a_message_for_an_unknown_thread_is_refused(store: Store) -> None:
+    with pytest.raises(LookupError):
+        await store.add_message("th_missing", "user", "lost", None)
+
+
+# The event log
+
+
+async def test_event_ids_rise_by_one_per_thread(store: Store) -> None:
+    one = await store.create_thread("alice", "one")
+    two = await store.create_thread("alice", "two")
+    first = [
+        await store.append_event(one.id, "run_1", "agent_thinking", {"n": i}) for i in range(3)
+    ]
+    other = await store.append_event(two.id, "run_2", "agent_started", {"agent": "demo"})
+    assert ids(first) == [1, 2, 3]
+    assert other.event_id == 1
+    assert first[0].thread_id == one.id
+    assert first[0].run_id == "run_1"
+    assert first[0].type == "agent_thinking"
+
+
+async def test_stored_events_read_back_exactly_as_appended(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    payload = {
+        "text": 'héllo \u2603 "quoted"',
+        "zeta": 1,
+        "alpha": [1.5, -2, None, True],
+        "nested": {"b": {"c": "d"}, "a": 2**53},
+    }
+    appended = [
+        await store.append_event(thread.id, "run_1", "tool_completed", payload),
+        await store.append_event(thread.id, None, "agent_error", {}),
+    ]
+    read = await store.events_after(thread.id, 0, 10)
+    assert read == appended
+    assert list(read[0].payload) == ["text", "zeta", "alpha", "nested"]
+    assert read[1].run_id is None
+    assert read[0].ts.endswith("Z")
+
+
+async def test_events_after_pages_through_the_log(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    for i in range(7):
+        await store.append_event(thread.id, "run_1", "agent_thinking", {"n": i})
+    assert ids(await store.events_after(thread.id, 0, 3)) == [1, 2, 3]
+    assert ids(await store.events_after(thread.id, 3, 3)) == [4, 5, 6]
+    assert ids(await store.events_after(thread.id, 6, 3)) == [7]
+    assert await store.events_after(thread.id, 7, 3) == []
+    assert await store.events_after("th_missing", 0, 3) == []
+
+
+async def test_concurrent_appends_to_one_thread_get_unique_dense_ids(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    appended = await asyncio.gather(
+        *(
+            store.append_event(thread.id, f"run_{i % 3}", "agent_thinking", {"n": i})
+            for i in range(200)
+        )
+    )
+    assert sorted(ids(appended)) == list(range(1, 201))
+    read = await store.events_after(thread.id, 0, 500)
+    assert ids(read) == list(range(1, 201))
+    assert {(e.event_id, e.payload["n"]) for e in read} == {
+        (e.event_id, e.payload["n"]) for e in appended
+    }
+
+
+async def test_concurrent_appends_across_threads_stay_per_thread(store: Store) -> None:
+    threads = [await store.create_thread("alice", f"t{i}") for i in range(20)]
+
+    async def run(thread_id: str) -> list[int]:
+        return [
+            (await store.append_event(thread_id, "run", "agent_thinking", {})).event_id
+            for _ in range(10)
+        ]
+
+    results = await asyncio.gather(*(run(t.id) for t in threads))
+    assert results == [list(range(1, 11))] * 20
+
+
+async def test_an_event_for_an_unknown_thread_fails_alone(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    results = await asyncio.gather(
+        store.append_event(thread.id, "run", "agent_thinking", {"n": 1}),
+        store.append_event("th_missing", "run", "agent_thinking", {}),
+        store.append_event(thread.id, "run", "agent_thinking", {"n": 2}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], LookupError)
+    assert [r.event_id for r in (results[0], results[2])] == [1, 2]
+    assert ids(await store.events_after(thread.id, 0, 10)) == [1, 2]
+
+
+async def test_a_payload_that_is_not_json_fails_alone(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    results = await asyncio.gather(
+        store.append_event(thread.id, "run", "agent_thinking", {"n": 1}),
+        store.append_event(thread.id, "run", "agent_thinking", {"bad": object()}),
+        store.append_event(thread.id, "run", "agent_thinking", {"n": 2}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], TypeError)
+    assert ids(await store.events_after(thread.id, 0, 10)) == [1, 2]
+
+
+async def test_tiny_batches_keep_every_event(connect) -> None:
+    store = await connect(batch_max=1, batch_ms=0)
+    thread = await store.create_thread("alice", "t")
+    appended = await asyncio.gather(
+        *(store.append_event(thread.id, "run", "agent_thinking", {"n": i}) for i in range(30))
+    )
+    assert sorted(ids(appended)) == list(range(1, 31))
+
+
+# Several instances on one database
+
+
+async def test_two_instances_writing_to_one_thread_get_unique_dense_ids(connect) -> None:
+    one, two = await connect(), await connect()
+    thread = await one.create_thread("alice", "t")
+
+    async def writer(store: Store, name: str) -> list[StoredEvent]:
+        return [await store.append_event(thread.id, name, "agent_thinking", {}) for _ in range(40)]
+
+    a, b, c = await asyncio.gather(writer(one, "a"), writer(two, "b"), writer(two, "c"))
+    everything = ids(a) + ids(b) + ids(c)
+    assert sorted(everything) == list(range(1, 121))
+    for run in (a, b, c):
+        assert ids(run) == sorted(ids(run))
+    assert ids(await one.events_after(thread.id, 0, 200)) == list(range(1, 121))
+
+
+async def test_what_one_instance_stores_the_next_one_reads(connect, url: str) -> None:
+    if url == "memory://":
+        pytest.skip("the in-process store keeps nothing for another process")
+    first = await connect()
+    thread = await first.create_thread("alice", "kept")
+    message = await first.add_message(thread.id, "user", "remember me", "run_1")
+    event = await first.append_event(thread.id, "run_1", "agent_started", {"agent": "demo"})
+    await first.close()
+
+    later = open_store(url)
+    await later.start()
+    try:
+        kept = await later.get_thread("alice", thread.id)
+        assert kept is not None
+        assert (kept.title, kept.created_at, kept.updated_at) == (
+            "kept",
+            thread.created_at,
+            message.created_at,
+        )
+        assert await later.list_messages(thread.id) == [message]
+        assert await later.events_after(thread.id, 0, 10) == [event]
+        following = await later.append_event(thread.id, "run_2", "agent_started", {})
+        assert following.event_id == 2
+    finally:
+        await later.close()
+
+
+async def test_starting_again_and_concurrently_migrates_once(connect) -> None:
+    stores = await asyncio.gather(connect(), connect(), connect())
+    await stores[0].start()
+    thread = await stores[1].create_thread("alice", "t")
+    assert await stores[2].get_thread("alice", thread.id) == thread
+
+
+# Runs
+
+
+def run_record(thread_id: str, instance: str, run_id: str = "run_x") -> RunRecord:
+    return RunRecord(run_id, thread_id, "alice", instance)
+
+
+async def test_an_instance_starting_again_claims_its_running_runs(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    await store.heartbeat("host:1")
+    await store.record_run(run_record(thread.id, "host:1", "run_a"))
+    await store.record_run(run_record(thread.id, "host:1", "run_done"))
+    await store.record_run(run_record(thread.id, "host:2", "run_elsewhere"))
+    await store.heartbeat("host:2")
+    await store.finish_run("run_done", "completed")
+
+    claimed = await store.claim_orphaned_runs("host:1", None)
+    assert claimed == [
+        RunRecord("run_a", thread.id, "alice", "host:1", status="interrupted", ended=False)
+    ]
+    assert await store.claim_orphaned_runs("host:1", None) == []
+
+
+async def test_runs_of_an_instance_without_heartbeat_are_claimed(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    await store.heartbeat("alive:1")
+    await store.record_run(run_record(thread.id, "alive:1", "run_live"))
+    await store.record_run(run_record(thread.id, "gone:1", "run_orphan"))
+
+    assert await store.claim_orphaned_runs(None, None) == []
+    claimed = await store.claim_orphaned_runs(None, 60.0)
+    assert [r.run_id for r in claimed] == ["run_orphan"]
+    # A heartbeat from the future is impossible: with a negative bound every
+    # instance is stale, the live one too.
+    assert [r.run_id for r in await store.claim_orphaned_runs(None, -60.0)] == ["run_live"]
+
+
+async def test_a_claimed_run_tells_whether_its_log_already_ended(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    for run_id, final in (("run_ended", "agent_completed"), ("run_cut", None)):
+        await store.record_run(run_record(thread.id, "host:1", run_id))
+        await store.append_event(thread.id, run_id, "agent_started", {})
+        if final is not None:
+            await store.append_event(thread.id, run_id, final, {})
+    claimed = {r.run_id: r.ended for r in await store.claim_orphaned_runs("host:1", None)}
+    assert claimed == {"run_ended": True, "run_cut": False}
+
+
+async def test_concurrent_claims_never_share_a_run(connect) -> None:
+    one, two = await connect(), await connect()
+    thread = await one.create_thread("alice", "t")
+    for i in range(20):
+        await one.record_run(run_record(thread.id, "dead:1", f"run_{i}"))
+    first, second = await asyncio.gather(
+        one.claim_orphaned_runs(None, 30.0), two.claim_orphaned_runs(None, 30.0)
+    )
+    claimed = [r.run_id for r in first + second]
+    assert sorted(claimed) == sorted(f"run_{i}" for i in range(20))
+
+
+async def test_ping_answers(store: Store) -> None:
+    await store.ping()
+
+
+async def test_appending_after_close_is_store_unavailable(url: str) -> None:
+    if url == "memory://":
+        pytest.skip("the in-process store has nothing to close")
+    store = open_store(url)
+    await store.start()
+    thread = await store.create_thread("alice", "t")
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.append_event(thread.id, "run", "agent_thinking", {})
