@@ -1,10 +1,11 @@
-"""An in-process broker: fan-out and connection counting within one process."""
+"""An in-process broker: fan-out, connection counting and control within one process."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
-from chatgate.broker import Sink, Unsubscribe
+from chatgate.broker import BrokerOptions, ControlHandler, Sink, Unsubscribe, call_quietly
 from chatgate.models import Delivery
 
 
@@ -13,25 +14,29 @@ class MemoryBroker:
 
     kind = "memory"
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", options: BrokerOptions | None = None) -> None:
         self.url = url
+        self.options = options or BrokerOptions()
         self._sinks: dict[str, list[Sink]] = defaultdict(list)
         self._connections: dict[str, set[str]] = defaultdict(set)
+        self._control: list[ControlHandler] = []
 
     async def start(self) -> None:
         """Nothing to connect."""
 
     async def close(self) -> None:
-        """Drop every subscription."""
+        """Drop every subscription, count and control handler."""
         self._sinks.clear()
+        self._connections.clear()
+        self._control.clear()
 
     async def ping(self) -> None:
         """Always answers."""
 
     async def publish(self, user_id: str, delivery: Delivery) -> None:
-        """Hand the delivery to each of the user's sinks."""
+        """Hand the delivery to each of the user's sinks (a failing sink is logged, not raised)."""
         for sink in tuple(self._sinks.get(user_id, ())):
-            sink(delivery)
+            call_quietly(sink, delivery)
 
     async def subscribe(self, user_id: str, sink: Sink) -> Unsubscribe:
         """Register ``sink``; the returned coroutine function removes it."""
@@ -49,7 +54,7 @@ class MemoryBroker:
     async def acquire_connection(self, user_id: str, connection_id: str, limit: int) -> bool:
         """Count the connection unless the user already has ``limit``."""
         open_ = self._connections[user_id]
-        if len(open_) >= limit:
+        if connection_id not in open_ and len(open_) >= limit:
             return False
         open_.add(connection_id)
         return True
@@ -61,3 +66,12 @@ class MemoryBroker:
             open_.discard(connection_id)
             if not open_:
                 del self._connections[user_id]
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        """Hand ``message`` to every control handler of this process."""
+        for handler in tuple(self._control):
+            call_quietly(handler, message)
+
+    async def on_control(self, handler: ControlHandler) -> None:
+        """Register ``handler`` until ``close``."""
+        self._control.append(handler)

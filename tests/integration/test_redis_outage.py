@@ -1,0 +1,252 @@
+"""A Redis outage and its end, against a redis-server this test starts and stops itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from chatgate.broker import Broker, BrokerOptions, open_broker
+from chatgate.errors import BrokerUnavailable
+from chatgate.models import Delivery
+
+pytestmark = pytest.mark.integration
+
+WAIT_S = 5.0
+PASSWORD = "outage-test-password-6c1f"
+RECOVERY_S = 20.0
+"""The listener's backoff is capped at 5 s: recovery comes well within this."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"AUTH %s\r\nPING\r\n" % PASSWORD.encode())
+            received = b""
+            while not received.endswith(b"\r\n+PONG\r\n"):
+                chunk = sock.recv(64)
+                if not chunk or len(received) > 64:
+                    return False
+                received += chunk
+            return received == b"+OK\r\n+PONG\r\n"
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A throw-away redis-server on a port of its own, without persistence."""
+
+    def __init__(self, binary: str, port: int) -> None:
+        self.binary = binary
+        self.port = port
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            PASSWORD,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        # Nothing to await but the port answering; poll, bounded.
+        async with asyncio.timeout(WAIT_S):
+            while not _answers(self.port):
+                assert self.process.returncode is None, "redis-server exited at start"
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is required on PATH when CI=true")
+        pytest.skip("no redis-server on PATH")
+    server = RedisServer(binary, _free_port())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.queue.put_nowait(delivery)
+
+    async def take(self) -> Delivery:
+        async with asyncio.timeout(WAIT_S):
+            return await self.queue.get()
+
+
+def _event(event_id: int) -> Delivery:
+    return Delivery("th_1", event_id, f'{{"type":"agent_thinking","event_id":{event_id}}}')
+
+
+async def _until_ping_answers(broker: Broker) -> None:
+    """Poll ping, bounded: the listener's reconnection is internal, nothing to await."""
+    async with asyncio.timeout(RECOVERY_S):
+        while True:
+            try:
+                await broker.ping()
+            except BrokerUnavailable:
+                await asyncio.sleep(0.1)
+            else:
+                return
+
+
+async def test_the_broker_fails_fast_during_an_outage_and_recovers_by_itself(
+    redis_server: RedisServer,
+) -> None:
+    options = BrokerOptions(key_prefix="outage", presence_ttl_s=3.0, timeout_s=1.0)
+    broker = open_broker(redis_server.url, options)
+    await broker.start()
+    try:
+        with capture_logs() as logs:
+            inbox = Inbox()
+            await broker.subscribe("alice", inbox)
+            assert await broker.acquire_connection("alice", "c1", 5)
+            await broker.publish("alice", _event(1))
+            assert (await inbox.take()).event_id == 1
+
+            await redis_server.stop()
+            await _check_unavailable(broker)
+
+            await redis_server.start()
+            await _until_ping_answers(broker)
+            # The subscriber from before the outage gets new events, in order,
+            # through the same broker: no new subscription, no restart.
+            await broker.publish("alice", _event(2))
+            await broker.publish("alice", _event(3))
+            assert [(await inbox.take()).event_id for _ in range(2)] == [2, 3]
+            assert inbox.queue.empty()
+            await broker.publish_control({"op": "noop"})
+    finally:
+        await broker.close()
+    events = [entry["event"] for entry in logs if entry.get("broker")]
+    assert events == [
+        "broker unavailable; reconnecting in the background",
+        "broker available again",
+    ]
+    assert {entry["broker"] for entry in logs if "broker" in entry} == {
+        f"redis://127.0.0.1:{redis_server.port}/0"
+    }
+    assert PASSWORD not in repr(logs)
+
+
+async def _check_unavailable(broker: Broker) -> None:
+    """Every operation fails with BrokerUnavailable, in bounded time, or never raises."""
+    # The guard only stops a hang from hanging the suite; it is not a timing assertion.
+    async with asyncio.timeout(4 * WAIT_S):
+        with pytest.raises(BrokerUnavailable):
+            await broker.ping()
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("alice", _event(99))
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish_control({"op": "noop"})
+        with pytest.raises(BrokerUnavailable):
+            await broker.acquire_connection("alice", "c2", 5)
+        with pytest.raises(BrokerUnavailable):
+            await broker.subscribe("bob", Inbox())
+        await broker.release_connection("alice", "c1")
+
+
+async def test_a_broker_started_while_redis_is_down_connects_once_it_is_up(
+    redis_server: RedisServer,
+) -> None:
+    await redis_server.stop()
+    broker = open_broker(redis_server.url, BrokerOptions(key_prefix="late", timeout_s=0.5))
+    await broker.start()
+    try:
+        with pytest.raises(BrokerUnavailable):
+            await broker.ping()
+        await redis_server.start()
+        await _until_ping_answers(broker)
+        inbox = Inbox()
+        await broker.subscribe("alice", inbox)
+        await broker.publish("alice", _event(1))
+        assert (await inbox.take()).event_id == 1
+    finally:
+        await broker.close()
+
+
+async def test_counted_connections_come_back_after_redis_lost_its_data(
+    redis_server: RedisServer,
+) -> None:
+    options = BrokerOptions(key_prefix="recount", presence_ttl_s=0.6, timeout_s=0.5)
+    holder = open_broker(redis_server.url, options)
+    other = open_broker(redis_server.url, options)
+    await holder.start()
+    try:
+        assert await holder.acquire_connection("alice", "c1", 1)
+        await redis_server.stop()
+        await redis_server.start()  # no persistence: every count is gone
+        await other.start()
+        # The holder re-adds its live connection at its next refresh; poll, bounded.
+        async with asyncio.timeout(RECOVERY_S):
+            while await other.acquire_connection("alice", "probe", 1):
+                await other.release_connection("alice", "probe")
+                await asyncio.sleep(0.05)
+    finally:
+        with contextlib.suppress(BrokerUnavailable):
+            await other.close()
+        await holder.close()
+
+
+async def test_a_redis_that_accepts_but_never_answers_fails_every_call_instead_of_hanging() -> None:
+    # A listening socket nobody reads: the kernel completes the handshake, then silence,
+    # like a Redis behind a network path that drops packets.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        options = BrokerOptions(key_prefix="silent", timeout_s=0.3)
+        broker = open_broker(f"redis://127.0.0.1:{port}/0", options)
+        await broker.start()
+        try:
+            # The guard only stops a hang from hanging the suite; it is not a timing assertion.
+            async with asyncio.timeout(4 * WAIT_S):
+                with pytest.raises(BrokerUnavailable):
+                    await broker.ping()
+                with pytest.raises(BrokerUnavailable):
+                    await broker.publish("alice", _event(1))
+                with pytest.raises(BrokerUnavailable):
+                    await broker.acquire_connection("alice", "c1", 5)
+                with pytest.raises(BrokerUnavailable):
+                    await broker.subscribe("alice", Inbox())
+        finally:
+            await broker.close()
