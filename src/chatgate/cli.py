@@ -1,4 +1,4 @@
-"""The ``chatgate`` command: ``serve`` and ``token``."""
+"""The ``chatgate`` command: ``serve``, ``token``, ``migrate``, ``probe`` and ``check``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from chatgate.auth.minting import mint_test_token, mint_token
 from chatgate.bootstrap import DEV_TOKEN_TTL_S, DEV_USER, Booted, boot
 from chatgate.errors import ConfigError
 from chatgate.logs import configure_logging
+from chatgate.probe.cli import check, probe
 from chatgate.settings import load_settings
 
 EXIT_CONFIG = 2
@@ -96,3 +97,37 @@ def token(sub: str, ttl: int, aud: str | None, iss: str | None, e2e: bool) -> No
         click.echo(f"chatgate: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(minted)
+
+
+EXIT_STORE_UNAVAILABLE = 1
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the schema of CHATGATE_DATABASE_URL up to date, then exit."""
+    import asyncio  # noqa: PLC0415 - keeps `chatgate token` light
+
+    from chatgate.errors import StoreUnavailable  # noqa: PLC0415 - same
+    from chatgate.store import open_store  # noqa: PLC0415 - same
+
+    try:
+        store = open_store(load_settings().database_url)
+    except ConfigError as exc:
+        _config_error(exc)
+
+    async def upgrade() -> None:
+        try:
+            await store.start()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(upgrade())
+    except StoreUnavailable as exc:
+        click.echo(f"chatgate: {exc}", err=True)
+        sys.exit(EXIT_STORE_UNAVAILABLE)
+    click.echo(f"chatgate: the {store.kind} schema is up to date")
+
+
+main.add_command(probe)
+main.add_command(check)

@@ -74,6 +74,16 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if gateway is not None:
             gateway.closes.record(code)
 
+    async def send(self, message: Any) -> None:
+        """Send an ASGI message; a finished denial response completes the handshake.
+
+        uvicorn's sansio protocol leaves ``handshake_complete`` unset after a
+        denial response and then logs an error for every refused upgrade.
+        """
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
+
     def handle_parser_exception(self) -> None:
         """The frame parser failed the connection (oversize, broken frame)."""
         if self.conn.close_sent is not None:
