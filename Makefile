@@ -1,13 +1,16 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 # Each creates (once) and reuses the local virtualenv in .venv.
+# Benchmarks: `make bench` (a full run, written to docs/benchmarks.md, ~10 min)
+# and `make bench-quick` (a smoke table, printed, under a minute).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint typecheck pytest clean venv
+.PHONY: run test lint typecheck pytest clean venv bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +23,10 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
+
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@ $(STAMP_DEV) $(STAMP_RUN)
 
 venv: $(STAMP_DEV)
 
@@ -37,8 +44,16 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
-pytest: $(STAMP_DEV)
+# The harness's own smoke test needs the bench extra (picows, psutil).
+pytest: $(STAMP_DEV) $(STAMP_BENCH)
 	$(BIN)/pytest -q
+
+## Benchmarks: chatgate beside python-socketio, bare uvicorn and raw picows.
+bench: $(STAMP_BENCH)
+	$(BIN)/python -m bench.run --mode full --write docs/benchmarks.md
+
+bench-quick: $(STAMP_BENCH)
+	$(BIN)/python -m bench.run --mode quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -67,6 +67,7 @@ def create_app(gateway: Gateway) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await gateway.store.start()
         await gateway.broker.start()
+        await gateway.broker.on_control(gateway.runs.on_control)
         await gateway.health.start()
         await recovery.start()
         try:

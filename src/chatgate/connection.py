@@ -262,7 +262,7 @@ class Connection:
             case Resume():
                 await self._on_resume(message)
             case Cancel():
-                if not self.gw.runs.cancel(self._user_id, message.run_id):
+                if not await self.gw.runs.request_cancel(self._user_id, message.run_id):
                     self._error(ErrorCode.RUN_NOT_FOUND, "no such run in flight", message.id)
             case TokenRefresh():
                 await self._on_token_refresh(message)

@@ -20,7 +20,7 @@ from typing import Any
 from chatgate.agents.base import AGENT_EVENT_TYPES, HistoryEntry
 from chatgate.agents.loader import LoadedAgent
 from chatgate.broker import Broker
-from chatgate.errors import StoreUnavailable
+from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent
 from chatgate.protocol import encode
@@ -128,6 +128,26 @@ class RunManager:
             run.task.cancel()
         return True
 
+    async def request_cancel(self, user_id: str, run_id: str) -> bool:
+        """Cancel the user's run wherever it executes; False when it is not running.
+
+        A run of another instance is cancelled through the broker's control
+        channel; the store says whether such a run of this user is still going.
+        """
+        if self.cancel(user_id, run_id):
+            return True
+        record = await self._store.get_run(user_id, run_id)
+        if record is None or record.status != "running":
+            return False
+        await self._broker.publish_control({"op": "cancel", "user_id": user_id, "run_id": run_id})
+        return True
+
+    def on_control(self, message: dict[str, Any]) -> None:
+        """Act on a control message from any instance (only ``cancel`` so far)."""
+        user_id, run_id = message.get("user_id"), message.get("run_id")
+        if message.get("op") == "cancel" and isinstance(user_id, str) and isinstance(run_id, str):
+            self.cancel(user_id, run_id)
+
     async def shutdown(self) -> None:
         """Stop every run, each ending with ``agent_error`` ``run_interrupted``."""
         self._stopping = True
@@ -144,7 +164,12 @@ class RunManager:
         """
         event = await self._store.append_event(run.thread_id, run.run_id, kind, payload)
         delivery = Delivery(event.thread_id, event.event_id, event_frame(event))
-        await self._broker.publish(run.user_id, delivery)
+        try:
+            await self._broker.publish(run.user_id, delivery)
+        except BrokerUnavailable:
+            # The event is in the log: sockets get it through resume once the
+            # broker is back. The run goes on rather than losing its work.
+            log.warning("event not delivered live: broker unavailable", run_id=run.run_id)
         return event
 
     async def end_orphan(self, record: RunRecord) -> None:

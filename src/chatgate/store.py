@@ -83,6 +83,9 @@ class Store(Protocol):
     async def record_run(self, run: RunRecord) -> None:
         """Remember a run that starts now, as ``running`` on ``run.instance_id``."""
 
+    async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
+        """Return the run when it exists and belongs to ``owner``, else None."""
+
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``; a run no longer running is left alone."""
 

@@ -99,6 +99,11 @@ class MemoryStore:
         """Remember a running run."""
         self._runs[run.run_id] = dataclasses.replace(run, status="running", ended=False)
 
+    async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
+        """Return the run when it belongs to ``owner``."""
+        run = self._runs.get(run_id)
+        return run if run is not None and run.owner == owner else None
+
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended."""
         run = self._runs.get(run_id)

@@ -392,6 +392,17 @@ class SQLStore:
                 },
             )
 
+    async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
+        """Return the run when it belongs to ``owner``."""
+        query = select(
+            runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id, runs.c.status
+        ).where(runs.c.run_id == run_id, runs.c.owner == owner)
+        rows = await self._read(query)
+        if not rows:
+            return None
+        row = rows[0]
+        return RunRecord(row.run_id, row.thread_id, row.owner, row.instance_id, status=row.status)
+
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``."""
         async with self._writing() as conn:

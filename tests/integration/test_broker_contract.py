@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,26 +21,14 @@ from redis.asyncio import Redis
 from chatgate.broker import Broker, BrokerOptions, open_broker
 from chatgate.models import Delivery
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from redis_service import require_redis
+
 WAIT_S = 5.0
-
-
-def redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def redis_url() -> str:
-    if not redis_answers():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is required at 127.0.0.1:6379 when CI=true")
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    return REDIS_URL
+    return require_redis()
 
 
 class Cluster:

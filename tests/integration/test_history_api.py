@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from databases import postgres_schema
-
 from faults import TcpProxy
 from support import E2E_KEY, chat, established, running_server, sign_token, user_claims
 

@@ -15,8 +15,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from chatgate.auth.minting import mint_token
-from databases import postgres_schema
 
+from databases import postgres_schema
 from processes import ServerProcess, server_process
 from support import SECRET, recv_json, recv_until, send_json
 

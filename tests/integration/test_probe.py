@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from chatgate.probe.commands import Options, probe_async
-from databases import postgres_schema
 
+from databases import postgres_schema
 from faults import (
     StallingAgent,
     agent_of,

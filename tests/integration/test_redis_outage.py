@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator
 
@@ -16,89 +14,19 @@ from chatgate.broker import Broker, BrokerOptions, open_broker
 from chatgate.errors import BrokerUnavailable
 from chatgate.models import Delivery
 
+from redis_service import PASSWORD, RedisServer, own_redis_server
+
 pytestmark = pytest.mark.integration
 
 WAIT_S = 5.0
-PASSWORD = "outage-test-password-6c1f"
 RECOVERY_S = 20.0
 """The listener's backoff is capped at 5 s: recovery comes well within this."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"AUTH %s\r\nPING\r\n" % PASSWORD.encode())
-            received = b""
-            while not received.endswith(b"\r\n+PONG\r\n"):
-                chunk = sock.recv(64)
-                if not chunk or len(received) > 64:
-                    return False
-                received += chunk
-            return received == b"+OK\r\n+PONG\r\n"
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A throw-away redis-server on a port of its own, without persistence."""
-
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            PASSWORD,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        # Nothing to await but the port answering; poll, bounded.
-        async with asyncio.timeout(WAIT_S):
-            while not _answers(self.port):
-                assert self.process.returncode is None, "redis-server exited at start"
-                await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        self.process = None
-
-
 @pytest.fixture
 async def redis_server() -> AsyncIterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is required on PATH when CI=true")
-        pytest.skip("no redis-server on PATH")
-    server = RedisServer(binary, _free_port())
-    await server.start()
-    try:
+    async with own_redis_server() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 class Inbox:

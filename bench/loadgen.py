@@ -1,0 +1,242 @@
+"""A load-generator process: runs the harness's jobs on uvloop, one job at a time.
+
+The harness talks to it over a pipe. Every job answers ``{"ready": ...}`` once
+its sockets are open, waits for ``{"go": <wall-clock start of the window>}``
+(or, for ``idle``, ``{"next": ...}``), then answers ``{"result": ...}``.
+Every loop is bounded in time and count, and every socket is closed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import jwt
+import uvloop
+from picows import WSError, ws_connect
+
+from bench.clients import FLAVORS, JSON, Client, Flavor, Tally, Window
+
+CONNECT_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 10.0
+MAX_HANDSHAKES_PER_WORKER = 1_000_000
+_CONNECT_CONCURRENCY = 200
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return it."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a job connects and how it speaks."""
+
+    host: str
+    port: int
+    flavor: Flavor
+    secret: str | None
+
+    @classmethod
+    def from_job(cls, job: dict[str, Any]) -> Target:
+        """Read the ``target`` of a job."""
+        spec = job["target"]
+        return cls("127.0.0.1", spec["port"], FLAVORS[spec["flavor"]], spec.get("secret"))
+
+    @property
+    def url(self) -> str:
+        """The socket URL."""
+        return f"ws://{self.host}:{self.port}{self.flavor.path}"
+
+    def token(self, user: str) -> str | None:
+        """A one-hour token for ``user`` when the server checks tokens."""
+        if self.secret is None:
+            return None
+        now = int(time.time())
+        return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, self.secret, "HS256")
+
+
+class Channel:
+    """The worker's end of the pipe, read without blocking the loop."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one message to the harness."""
+        self._conn.send(message)
+
+    async def recv(self, within_s: float | None = None) -> Any:
+        """The next message from the harness; TimeoutError after ``within_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        ready = await loop.run_in_executor(None, self._conn.poll, within_s)
+        if not ready:
+            raise TimeoutError("the harness sent nothing")
+        return self._conn.recv()
+
+
+async def open_client(target: Target, mode: str, tally: Tally, user: str) -> Client:
+    """Connect and authenticate one socket.
+
+    Raises:
+        WSError, OSError, ConnectionError, TimeoutError: the socket did not get established.
+    """
+    token = target.token(user)
+    headers = {"Authorization": f"Bearer {token}"} if token and target.flavor is JSON else None
+
+    def factory() -> Client:
+        return Client(target.flavor, mode, tally, token)
+
+    transport, client = await ws_connect(
+        factory, target.url, extra_headers=headers, websocket_handshake_timeout=CONNECT_TIMEOUT_S
+    )
+    try:
+        await asyncio.wait_for(client.established, CONNECT_TIMEOUT_S)
+    except BaseException:
+        transport.disconnect(graceful=False)
+        raise
+    return client
+
+
+async def open_many(
+    target: Target, mode: str, tally: Tally, users: list[str]
+) -> tuple[list[Client], int]:
+    """Open one socket per user, a few hundred at a time; return them and the failure count."""
+    gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
+
+    async def one(user: str) -> Client | None:
+        async with gate:
+            try:
+                return await open_client(target, mode, tally, user)
+            except (WSError, OSError, ConnectionError, TimeoutError):
+                return None
+
+    opened = await asyncio.gather(*(one(user) for user in users))
+    clients = [client for client in opened if client is not None]
+    return clients, len(users) - len(clients)
+
+
+async def close_all(clients: list[Client]) -> None:
+    """Close every socket, waiting a bounded time for the server's close."""
+    for client in clients:
+        client.close()
+    waits = [c.transport.wait_disconnected() for c in clients if c.transport is not None]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), DRAIN_TIMEOUT_S)
+    for client in clients:
+        if client.transport is not None and not client.transport.is_disconnected:
+            client.transport.disconnect(graceful=False)
+
+
+def _window(go: dict[str, Any], duration: float) -> Window:
+    start = time.perf_counter() + (go["go"] - time.time())
+    return Window(start, start + duration)
+
+
+async def _handshakes(job: dict[str, Any], channel: Channel) -> None:
+    target, tally = Target.from_job(job), Tally()
+    prefix = job["user_prefix"]
+    channel.send({"ready": {}})
+    tally.window = _window(await channel.recv(60), job["duration"])
+    end = tally.window.end
+
+    async def loop_(worker: int) -> None:
+        user = f"{prefix}-{worker}"
+        for _ in range(MAX_HANDSHAKES_PER_WORKER):
+            if time.perf_counter() >= end:
+                return
+            try:
+                client = await open_client(target, "idle", tally, user)
+                assert client.transport is not None
+                client.close()
+                await asyncio.wait_for(client.transport.wait_disconnected(), CONNECT_TIMEOUT_S)
+            except (WSError, OSError, ConnectionError, TimeoutError):
+                tally.errors += 1
+                continue
+            if tally.window.holds(time.perf_counter()):
+                tally.completed += 1
+
+    await asyncio.gather(*(loop_(i) for i in range(job["concurrency"])))
+    channel.send({"result": _summary(tally, job["duration"])})
+
+
+async def _load(job: dict[str, Any], channel: Channel) -> None:
+    target, tally = Target.from_job(job), Tally()
+    users = [f"{job['user_prefix']}-{i}" for i in range(job["sockets"])]
+    clients, failed = await open_many(target, job["mode"], tally, users)
+    channel.send({"ready": {"open": len(clients), "failed": failed}})
+    try:
+        tally.window = _window(await channel.recv(60), job["duration"])
+        idle = [client.start() for client in clients]
+        await asyncio.sleep(max(tally.window.end - time.perf_counter(), 0))
+        tally.sending = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*idle), DRAIN_TIMEOUT_S)
+    finally:
+        await close_all(clients)
+    summary = _summary(tally, job["duration"])
+    summary["failed_connects"] = failed
+    channel.send({"result": summary})
+
+
+async def _idle(job: dict[str, Any], channel: Channel) -> None:
+    target, tally = Target.from_job(job), Tally()
+    clients: list[Client] = []
+    failed = 0
+    try:
+        for step in job["steps"]:
+            users = [f"{job['user_prefix']}-{i}" for i in range(len(clients), step)]
+            more, lost = await open_many(target, "idle", tally, users)
+            clients += more
+            failed += lost
+            alive = sum(1 for c in clients if c.transport and not c.transport.is_disconnected)
+            channel.send({"ready": {"open": alive, "failed": failed}})
+            await channel.recv(120)
+    finally:
+        await close_all(clients)
+    channel.send({"result": {"open": len(clients), "failed": failed, "closes": tally.closes}})
+
+
+def _summary(tally: Tally, duration: float) -> dict[str, Any]:
+    return {
+        "completed": tally.completed,
+        "frames": tally.frames,
+        "errors": tally.errors,
+        "duration": duration,
+        "closes": tally.closes,
+        "to_started": tally.to_started.tolist(),
+        "to_completed": tally.to_completed.tolist(),
+    }
+
+
+_JOBS: dict[str, Callable[[dict[str, Any], Channel], Awaitable[None]]] = {
+    "handshakes": _handshakes,
+    "load": _load,
+    "idle": _idle,
+}
+
+
+async def _serve(conn: Connection) -> None:
+    channel = Channel(conn)
+    while True:
+        job = await channel.recv()
+        if job is None:
+            return
+        try:
+            await _JOBS[job["kind"]](job, channel)
+        except Exception as exc:  # noqa: BLE001 - the process edge: the harness reports it
+            channel.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def worker_main(conn: Connection) -> None:
+    """Entry point of a generator process: serve jobs until the harness sends None."""
+    raise_fd_limit()
+    uvloop.run(_serve(conn))

@@ -1,0 +1,266 @@
+"""The harness's command line: ``python -m bench.run --mode full|quick|smoke``.
+
+``full`` (``make bench``) writes ``docs/benchmarks.md``; ``quick``
+(``make bench-quick``) prints a smoke table in under a minute; ``smoke`` is the
+smallest run, for the harness's own test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from bench import report
+from bench.generators import GeneratorError, Generators
+from bench.loadgen import raise_fd_limit
+from bench.processes import BENCH, REPO, Fleet, clean_env
+from bench.scenarios import (
+    Config,
+    Context,
+    Metrics,
+    Scenario,
+    chat,
+    echo,
+    handshakes,
+    idle,
+    run_on_fresh_server,
+    stream,
+)
+
+ALL_SERVERS = ("chatgate", "socketio", "uvicorn", "picows")
+STORE_SCENARIOS = frozenset({"chat100", "stream"})
+"""Where chatgate with a persistent store is measured too: the paths that write events."""
+CONFIGS = {
+    "full": Config(
+        "full",
+        runs=3,
+        warmup=1.0,
+        duration=3.0,
+        servers=(*ALL_SERVERS, "chatgate-sqlite"),
+        handshake_concurrency=64,
+        echo_sockets=100,
+        chat_sockets=(100, 1000),
+        stream_sockets=100,
+        idle_steps=(5000, 10000),
+        idle_settle_s=1.0,
+    ),
+    "quick": Config(
+        "quick",
+        runs=1,
+        warmup=0.3,
+        duration=1.2,
+        servers=ALL_SERVERS,
+        handshake_concurrency=64,
+        echo_sockets=100,
+        chat_sockets=(100,),
+        stream_sockets=100,
+        idle_steps=(1000,),
+        idle_settle_s=0.3,
+    ),
+    "smoke": Config(
+        "smoke",
+        runs=1,
+        warmup=0.2,
+        duration=0.5,
+        servers=("chatgate", "picows"),
+        handshake_concurrency=4,
+        echo_sockets=4,
+        chat_sockets=(8,),
+        stream_sockets=4,
+        idle_steps=(20,),
+        idle_settle_s=0.1,
+    ),
+}
+EXTRAS = ("store", "broker")
+"""Benchmarks other modules of ``bench/`` provide; a full run includes what they print."""
+_EXTRA_TIMEOUT_S = 120
+
+
+def scenarios(config: Config) -> list[Scenario]:
+    """The scenarios of a run, in order."""
+    return [handshakes, echo, *(chat(n) for n in config.chat_sockets), stream, idle]
+
+
+def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    # Turn SIGTERM into an exception so every finally block stops its processes.
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def measure(config: Config, workdir: Path, pids: list[int]) -> tuple[report.Runs, list[str]]:
+    """Run every scenario on every server, ``config.runs`` times; return figures and notes."""
+    runs: report.Runs = []
+    notes: list[str] = []
+    secret = secrets.token_urlsafe(32)
+    with Fleet(workdir, secret) as fleet:
+        generators = Generators(config.generators)
+        pids += generators.pids
+        try:
+            for index in range(config.runs):
+                figures: dict[str, Metrics] = {name: {} for name in config.servers}
+                # Rotating the order keeps any drift of a noisy machine off one server.
+                shift = index % len(config.servers)
+                order = config.servers[shift:] + config.servers[:shift]
+                for scenario in scenarios(config):
+                    for name in order:
+                        if name == "chatgate-sqlite" and scenario.__name__ not in STORE_SCENARIOS:
+                            continue
+                        ctx = Context(fleet, generators, config)
+                        try:
+                            figures[name].update(run_on_fresh_server(ctx, name, scenario))
+                        except (GeneratorError, RuntimeError) as exc:
+                            notes.append(f"run {index + 1}, {scenario.__name__} on {name}: {exc}")
+                            generators.close()
+                            generators = Generators(config.generators)
+                            pids += generators.pids
+                        notes += [f"run {index + 1}: {note}" for note in ctx.notes]
+                        print(
+                            f"  run {index + 1} {scenario.__name__:<10} {name:<9} done",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                runs.append(figures)
+        finally:
+            pids += fleet.pids
+            generators.close()
+    return runs, notes
+
+
+def extras() -> list[tuple[str, str]]:
+    """The output of ``bench/store.py`` and ``bench/broker.py``, where they exist."""
+    found = []
+    for name in EXTRAS:
+        script = BENCH / f"{name}.py"
+        if not script.exists():
+            continue
+        try:
+            done = subprocess.run(  # noqa: S603 - our own interpreter and script
+                [sys.executable, str(script)],
+                cwd=REPO,
+                env=clean_env(PYTHONPATH=str(REPO)),
+                capture_output=True,
+                text=True,
+                timeout=_EXTRA_TIMEOUT_S,
+                check=False,
+            )
+            output = done.stdout + (
+                f"\n(exit {done.returncode})\n{done.stderr[-1500:]}" if done.returncode else ""
+            )
+        except subprocess.TimeoutExpired:
+            output = f"did not finish within {_EXTRA_TIMEOUT_S} s"
+        found.append((name, output.strip()))
+    return found
+
+
+METHOD = """\
+## What runs
+
+- **chatgate**: `chatgate serve` as operators run it (production tier, memory store and
+  broker, `CHATGATE_LOG_LEVEL=WARNING`, no compression), with the bench agent
+  (`bench/bench_agent.py`: the demo agent, plus `stream N`). Rate and per-user limits are
+  raised so that load, not policy, decides; every load socket is its own user. Tokens go in
+  `Authorization: Bearer`.
+- **chatgate, SQLite store**: the same, with `CHATGATE_DATABASE_URL=sqlite:///...` (a file in
+  the run's scratch directory), on the scenarios that write events.
+- **python-socketio** (`bench/server_socketio.py`): the same chat round trip written as its
+  users write it, on the same uvicorn stack: JWT checked in `connect`, one room per user,
+  `message_ack` then the five agent events in chatgate's envelope, from the same agent.
+  Its sockets authenticate in the namespace CONNECT packet.
+- **bare uvicorn** (`bench/server_uvicorn.py`): a Starlette WebSocket endpoint on uvicorn
+  (websockets-sansio, uvloop, httptools), no auth, no agent: the framework floor.
+- **picows** (`bench/server_picows.py`): a raw picows server on uvloop: the limit reference.
+- bare uvicorn and picows greet each socket with a `connection_established`-shaped frame, answer
+  a chat message with chatgate's six frames pre-encoded (ack and the five events) and `stream N`
+  with the frames of an N-event run: the cost of moving the same bytes, without any logic.
+
+Load comes from separate processes (`bench/loadgen.py`), on uvloop with picows clients that
+recognise frames by prefix and never parse them, each socket closed-loop (next request when
+the previous one completed), 127.0.0.1 only, every loop bounded in count and time.
+A chat round trip is `user_message` (a new thread each time) through `agent_completed`;
+latencies are measured from the send to the arrival of `agent_started` and `agent_completed`.
+Event delivery counts every frame of `stream 100` runs reaching the clients. Idle memory is
+the growth of the server's RSS after a warm-up, divided by the authenticated sockets it holds.
+
+To see where chatgate's time goes under one of these loads:
+`.venv/bin/pip install py-spy && .venv/bin/python -m bench.profiling --scenario chat`
+(also `handshakes`, `echo`, `chat1000`, `stream`).
+"""
+
+
+def document(
+    config: Config, runs: report.Runs, notes: list[str], found: list[tuple[str, str]]
+) -> str:
+    """The whole of ``docs/benchmarks.md``."""
+    parts = [
+        "# Benchmarks",
+        "",
+        (
+            "Written by `make bench` (`bench/run.py`); do not edit by hand. The machine is shared "
+            "and noisy: absolute figures move from run to run, ratios within a run hold."
+        ),
+        "",
+        report.machine(),
+        "",
+        report.settings(config),
+        "",
+        "## Results",
+        "",
+        report.table(config, runs),
+        "",
+        "## Targets",
+        "",
+        report.targets(config, runs),
+        "",
+        METHOD,
+    ]
+    for name, output in found:
+        parts += [f"## bench/{name}.py", "", "```", output, "```", ""]
+    parts += ["## Notes", ""]
+    parts += [f"- {note}" for note in notes] or [
+        "- none: no errors, failed connects or lost sockets"
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the harness; print the table; write the document and JSON when asked."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=sorted(CONFIGS), default="quick")
+    parser.add_argument("--runs", type=int, help="override the number of runs")
+    parser.add_argument("--write", type=Path, help="write the markdown report here")
+    parser.add_argument("--json", type=Path, help="write figures, notes and child pids here")
+    args = parser.parse_args(argv)
+    config = CONFIGS[args.mode]
+    if args.runs:
+        config = replace(config, runs=args.runs)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    raise_fd_limit()
+    started = time.monotonic()
+    pids: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="chatgate-bench-") as workdir:
+        runs, notes = measure(config, Path(workdir), pids)
+    found = extras() if config.name == "full" else []
+    text = document(config, runs, notes, found)
+    print(report.table(config, runs))
+    print()
+    print(report.targets(config, runs))
+    if notes:
+        print("\nnotes:\n" + "\n".join(f"- {note}" for note in notes))
+    print(f"\n{config.name} run took {time.monotonic() - started:.0f} s")
+    if args.write:
+        args.write.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "notes": notes, "pids": pids}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

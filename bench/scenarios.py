@@ -1,0 +1,183 @@
+"""The scenarios: what is measured against one freshly started server, as named figures.
+
+Each function starts its server, drives the generators, stops the server and
+returns ``{metric: value}``; problems seen on the way (client errors, failed
+connects, sockets lost) go into ``notes``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.generators import Generators
+from bench.processes import Fleet, Server
+
+_IDLE_WARMUP_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """How big and how long a harness run is."""
+
+    name: str
+    runs: int
+    warmup: float
+    duration: float
+    servers: tuple[str, ...]
+    handshake_concurrency: int
+    echo_sockets: int
+    chat_sockets: tuple[int, ...]
+    stream_sockets: int
+    idle_steps: tuple[int, ...]
+    idle_settle_s: float
+    generators: int = 1
+
+
+@dataclass
+class Context:
+    """What a scenario needs: the processes, the sizes, and where to note problems."""
+
+    fleet: Fleet
+    generators: Generators
+    config: Config
+    notes: list[str] = field(default_factory=list)
+
+
+Metrics = dict[str, float]
+Scenario = Callable[[Context, Server], Metrics]
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``samples`` (0 when there are none)."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _jobs(ctx: Context, server: Server, tag: str, **job: Any) -> list[dict[str, Any]]:
+    return [
+        {**job, "target": server.target(), "user_prefix": f"{tag}-g{index}"}
+        for index in range(ctx.generators.count)
+    ]
+
+
+def _note_problems(ctx: Context, server: Server, tag: str, results: list[dict[str, Any]]) -> None:
+    errors = sum(r.get("errors", 0) for r in results)
+    failed = sum(r.get("failed_connects", 0) for r in results)
+    closes: dict[str, int] = {}
+    for result in results:
+        for code, count in result.get("closes", {}).items():
+            closes[str(code)] = closes.get(str(code), 0) + count
+    if errors or failed or closes:
+        ctx.notes.append(
+            f"{tag} on {server.name}: {errors} error frames or failed requests, "
+            f"{failed} failed connects, server closes {closes or 'none'}"
+        )
+
+
+def _load(ctx: Context, server: Server, tag: str, mode: str, sockets: int) -> list[dict[str, Any]]:
+    config = ctx.config
+    shares = _split(sockets, ctx.generators.count)
+    jobs = _jobs(ctx, server, tag, kind="load", mode=mode)
+    for job, share in zip(jobs, shares, strict=True):
+        job["sockets"] = share
+    results = ctx.generators.run(jobs, config.warmup, config.duration)
+    _note_problems(ctx, server, tag, results)
+    return results
+
+
+def handshakes(ctx: Context, server: Server) -> Metrics:
+    """Authenticated handshakes per second: connect, established, close, closed."""
+    config = ctx.config
+    shares = _split(config.handshake_concurrency, ctx.generators.count)
+    jobs = _jobs(ctx, server, "handshakes", kind="handshakes")
+    for job, share in zip(jobs, shares, strict=True):
+        job["concurrency"] = share
+    results = ctx.generators.run(jobs, config.warmup, config.duration)
+    _note_problems(ctx, server, "handshakes", results)
+    return {"handshakes": sum(r["completed"] for r in results) / config.duration}
+
+
+def echo(ctx: Context, server: Server) -> Metrics:
+    """Ping-pong round trips per second (chatgate's ``ping``; the baselines echo)."""
+    results = _load(ctx, server, "echo", "echo", ctx.config.echo_sockets)
+    return {"echo": sum(r["completed"] for r in results) / ctx.config.duration}
+
+
+def chat(sockets: int) -> Scenario:
+    """Chat round trips per second on ``sockets`` sockets, and latency percentiles."""
+
+    def measure(ctx: Context, server: Server) -> Metrics:
+        results = _load(ctx, server, f"chat{sockets}", "chat", sockets)
+        started = [s for r in results for s in r["to_started"]]
+        completed = [s for r in results for s in r["to_completed"]]
+        key = f"chat{sockets}"
+        metrics = {key: sum(r["completed"] for r in results) / ctx.config.duration}
+        # No sample, no percentile: a run slower than the window shows as "n/a", not 0 ms.
+        for edge, samples in (("started", started), ("completed", completed)):
+            if samples:
+                metrics[f"{key}_{edge}_p50"] = percentile(samples, 0.50) * 1000
+                metrics[f"{key}_{edge}_p99"] = percentile(samples, 0.99) * 1000
+        return metrics
+
+    measure.__name__ = f"chat{sockets}"
+    return measure
+
+
+def stream(ctx: Context, server: Server) -> Metrics:
+    """Frames per second reaching clients from runs that stream many small events."""
+    results = _load(ctx, server, "stream", "stream", ctx.config.stream_sockets)
+    return {"stream": sum(r["frames"] for r in results) / ctx.config.duration}
+
+
+def idle(ctx: Context, server: Server) -> Metrics:
+    """Server RSS per idle authenticated socket at each step, and how many it held."""
+    config = ctx.config
+    warm = _jobs(ctx, server, "idle-warm", kind="handshakes")
+    for job in warm:
+        job["concurrency"] = 4
+    ctx.generators.run(warm, 0.0, _IDLE_WARMUP_S)
+    time.sleep(config.idle_settle_s)
+    base = server.rss()
+    metrics: Metrics = {}
+    jobs = _jobs(ctx, server, "idle", kind="idle")
+    for job in jobs:
+        job["steps"] = [0] * len(config.idle_steps)
+    for step_index, step in enumerate(config.idle_steps):
+        for job, share in zip(jobs, _split(step, ctx.generators.count), strict=True):
+            job["steps"][step_index] = share
+
+    def at_step(index: int, readies: list[dict[str, Any]]) -> None:
+        step = config.idle_steps[index]
+        time.sleep(config.idle_settle_s)
+        held = sum(r["open"] for r in readies)
+        grown = server.rss() - base
+        metrics[f"idle{step}_kb"] = grown / max(held, 1) / 1024
+        metrics[f"idle{step}_held"] = held
+        if held < step:
+            ctx.notes.append(f"idle on {server.name}: held {held} of {step} sockets")
+
+    results = ctx.generators.steps(jobs, at_step)
+    _note_problems(ctx, server, "idle", results)
+    return metrics
+
+
+def run_on_fresh_server(ctx: Context, name: str, scenario: Scenario) -> Metrics:
+    """Start ``name``, measure ``scenario`` on it, stop it whatever happens."""
+    server = ctx.fleet.start(name)
+    try:
+        metrics = scenario(ctx, server)
+        if not server.alive():
+            raise RuntimeError(f"{name} died during {scenario.__name__}:\n{server.log_tail()}")
+        return metrics
+    finally:
+        ctx.fleet.stop(server)

@@ -1,0 +1,52 @@
+"""The benchmark harness's own smoke test: it starts, measures, and stops all it started.
+
+No figure is compared with another (the machine is noisy): the test only holds
+the harness to measuring something on each server and leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+SERVERS = ("chatgate", "picows")
+SCENARIO_FIGURES = ("handshakes", "echo", "chat8", "chat8_completed_p50", "stream")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Path) -> None:
+    figures = tmp_path / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--mode", "smoke", "--json", str(figures)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+
+    (run,) = result["runs"]
+    for server in SERVERS:
+        for figure in SCENARIO_FIGURES:
+            assert run[server][figure] > 0, (server, figure)
+        assert run[server]["idle20_held"] == 20
+        assert run[server]["idle20_kb"] > 0
+    assert result["notes"] == []
+    assert "| chatgate | picows | chatgate / picows |" in done.stdout
+
+    # One server per scenario and server (5 x 2), and at least one generator.
+    assert len(result["pids"]) >= 11
+    assert [pid for pid in result["pids"] if _running(pid)] == []
