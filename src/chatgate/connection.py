@@ -55,6 +55,7 @@ _RESUME_PAGE = 500
 _INVALID_FRAME_WINDOW_S = 60.0
 _SENDER_DRAIN_S = 5.0
 _TITLE_CHARS = 80
+_MAX_TRACKED_THREADS = 1024
 
 
 class _Disconnected(Exception):
@@ -79,7 +80,7 @@ class Connection:
         self._unsubscribe: Unsubscribe | None = None
         self._outbox: Outbox | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._seen: dict[str, SeenRanges] = {}
         self._resuming: dict[str, list[Delivery]] = {}
         settings = gateway.settings
@@ -89,7 +90,10 @@ class Connection:
     async def serve(self) -> None:
         """Run the socket to its end; never raises."""
         try:
-            await self._serve()
+            # Two steps, so that nothing of the handshake (the token, the
+            # claims) stays referenced for the socket's whole life.
+            await self._open()
+            await self._run()
         except CloseConnection as exc:
             await self._close_now(exc.code, exc.detail)
         except _Disconnected:
@@ -106,7 +110,7 @@ class Connection:
         finally:
             await self._cleanup()
 
-    async def _serve(self) -> None:
+    async def _open(self) -> None:
         settings = self.gw.settings
         handshake_error: AuthError | None = None
         token: str | None = None
@@ -134,9 +138,7 @@ class Connection:
             )
         if token is None:
             token = await self._await_auth_message()
-        verified = await self.gw.verifier.verify_async(token)
-        await self._open_session(verified)
-        await self._run()
+        await self._open_session(await self.gw.verifier.verify_async(token))
 
     async def _receive_connect(self) -> None:
         message = await self._receive()
@@ -375,28 +377,36 @@ class Connection:
     def _deliver(self, thread_id: str, event_id: int, frame: Any) -> None:
         seen = self._seen.get(thread_id)
         if seen is None:
+            if len(self._seen) >= _MAX_TRACKED_THREADS:
+                # Bound a long-lived socket's memory: forget the thread it met
+                # first. Only a resume of that thread could then repeat an event.
+                del self._seen[next(iter(self._seen))]
             seen = self._seen[thread_id] = SeenRanges()
         if seen.add(event_id) and self._outbox is not None:
             self._outbox.put(frame())
 
     # Token expiry
 
+    # One timer at a time: first the warning, which then arms the expiry.
+
     def _schedule_expiry(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         session = self.session
         assert session is not None  # noqa: S101 - only called once the session is open
         loop = asyncio.get_running_loop()
         remaining = session.expires_at - time.time()
         warning = self.gw.settings.token_expiry_warning_s
-        self._timers = [loop.call_later(max(remaining, 0), self._expire)]
         if warning > 0:
-            self._timers.append(loop.call_later(max(remaining - warning, 0), self._warn_expiry))
+            self._timer = loop.call_later(max(remaining - warning, 0), self._warn_expiry)
+        else:
+            self._timer = loop.call_later(max(remaining, 0), self._expire)
 
     def _warn_expiry(self) -> None:
         if self.session is not None:
             left = max(0.0, self.session.expires_at - time.time())
             self._reply("token_expiring", {"expires_in_s": round(left, 3)})
+            self._timer = asyncio.get_running_loop().call_later(left, self._expire)
 
     def _expire(self) -> None:
         if self._outbox is not None:
@@ -417,6 +427,8 @@ class Connection:
                 # (uvicorn's ClientDisconnected); nothing more can be sent.
                 self._closed = True
                 return
+            # Not kept alive while this task waits for the next frame.
+            del item
 
     async def _finish_sending(self) -> None:
         sender, outbox = self._sender, self._outbox
@@ -443,8 +455,8 @@ class Connection:
             )
 
     async def _cleanup(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()
         if self._unsubscribe is not None:

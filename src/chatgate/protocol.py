@@ -7,8 +7,9 @@ Pure: no I/O. A client frame becomes one of the typed messages below or a
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -169,10 +170,36 @@ def parse_client_frame(text: str) -> ClientMessage:
             raise ProtocolViolation(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}", cid)
 
 
+class _Clock:
+    """Formats the current time, formatting the date and time of day once per second.
+
+    Every event carries a timestamp; ``strftime`` was a tenth of the server's
+    time on the event path.
+    """
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def now(self) -> str:
+        moment = time.time()
+        second = int(moment)
+        if second != self.second:
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            self.second = second
+        return f"{self.prefix}{int((moment - second) * 1000):03d}Z"
+
+
+_CLOCK = _Clock()
+
+
 def timestamp(now: datetime | None = None) -> str:
-    """UTC time as ``2026-01-01T00:00:00.000Z``."""
-    moment = now or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """UTC time (now, or ``now``) as ``2026-01-01T00:00:00.000Z``."""
+    if now is None:
+        return _CLOCK.now()
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def encode(

@@ -7,7 +7,7 @@ Pure: the caller passes the clock. Past the limit a frame is refused with an
 from __future__ import annotations
 
 import enum
-from collections import deque
+from array import array
 
 
 class Verdict(enum.Enum):
@@ -19,24 +19,34 @@ class Verdict(enum.Enum):
 
 
 class SlidingWindow:
-    """Allows ``limit`` events per ``window_s`` seconds, counted over a sliding window."""
+    """Allows ``limit`` events per ``window_s`` seconds, counted over a sliding window.
 
-    __slots__ = ("_limit", "_times", "_window")
+    The times of the last ``limit`` allowed events sit in a ring of doubles
+    that grows only as events come: an idle connection costs a few bytes, not
+    a deque block, and an event is allowed exactly when the oldest of those
+    times has left the window.
+    """
+
+    __slots__ = ("_limit", "_next", "_times", "_window")
 
     def __init__(self, limit: int, window_s: float) -> None:
         self._limit = limit
         self._window = window_s
-        self._times: deque[float] = deque()
+        self._times = array("d")
+        self._next = 0
 
     def hit(self, now: float) -> bool:
         """Record an event at ``now``; False when it passes the limit (then it is not counted)."""
         times = self._times
-        horizon = now - self._window
-        while times and times[0] <= horizon:
-            times.popleft()
-        if len(times) >= self._limit:
+        if self._limit <= 0:
             return False
-        times.append(now)
+        if len(times) < self._limit:
+            times.append(now)
+            return True
+        if times[self._next] > now - self._window:
+            return False
+        times[self._next] = now
+        self._next = (self._next + 1) % self._limit
         return True
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,12 +93,13 @@ class RunManager:
         self._broker = broker
         self._agent = agent
         self._runs: dict[str, Run] = {}
+        self._per_connection: Counter[str] = Counter()
         self._stopping = False
         self.instance_id = instance_id
 
     def in_flight(self, connection_id: str) -> int:
         """How many runs started from ``connection_id`` are still going."""
-        return sum(1 for run in self._runs.values() if run.connection_id == connection_id)
+        return self._per_connection[connection_id]
 
     def start(
         self,
@@ -112,9 +114,18 @@ class RunManager:
         """Start a run in the background and return it."""
         run = Run(run_id, thread_id, user_id, connection_id)
         self._runs[run_id] = run
+        self._per_connection[connection_id] += 1
         run.task = asyncio.create_task(self._execute(run, list(history), text), name=run_id)
-        run.task.add_done_callback(lambda _: self._runs.pop(run_id, None))
+        run.task.add_done_callback(lambda _: self._forget(run))
         return run
+
+    def _forget(self, run: Run) -> None:
+        self._runs.pop(run.run_id, None)
+        left = self._per_connection[run.connection_id] - 1
+        if left > 0:
+            self._per_connection[run.connection_id] = left
+        else:
+            del self._per_connection[run.connection_id]
 
     def cancel(self, user_id: str, run_id: str) -> bool:
         """Ask the user's run to stop; False when no such run of this user is going."""

@@ -63,11 +63,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.conn = _GatewayServerProtocol(
-            extensions=self.conn.available_extensions,
-            max_size=self.config.ws_max_size,
-            logger=self.conn.logger,
-        )
+        # The subclass only overrides a method: swapping the class of the
+        # protocol uvicorn built costs nothing, building a second one does.
+        self.conn.__class__ = _GatewayServerProtocol
 
     def _record(self, code: int) -> None:
         gateway = self.app_state.get("gateway")

@@ -7,12 +7,14 @@ token, against the dedicated E2E key, and only where E2E mode is on.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from chatgate.auth.hs_fast import HmacKeys, SplitToken, check_claims, decode_payload, split
 from chatgate.closecodes import CloseCode
 from chatgate.e2e import MAX_TEST_TOKEN_LIFETIME_S, TEST_KEY_ID, E2EPolicy
 from chatgate.errors import AuthError, ConfigError
@@ -95,6 +97,7 @@ class TokenVerifier:
             else None
         )
         self._keys = _Keys(secret, public_key, jwks)
+        self._hmac = HmacKeys(secret, self._algorithms) if secret is not None else None
         e2e_key = settings.e2e_oauth_simulation_key
         self._e2e_key = e2e_key.get_secret_value().encode() if e2e_key and e2e.enabled else None
 
@@ -118,15 +121,14 @@ class TokenVerifier:
         """
         if not token or len(token) > _MAX_TOKEN_BYTES:
             raise _invalid("malformed token")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise _invalid("malformed token") from None
-        alg = header.get("alg")
-        if header.get("kid") == TEST_KEY_ID:
+        parts = split(token)
+        alg = parts.header.get("alg")
+        if parts.header.get("kid") == TEST_KEY_ID:
             return self._verify_test(token, alg)
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise _invalid("algorithm not allowed")
+        if self._hmac is not None and alg in self._hmac:
+            return self._verify_hmac(parts, alg)
         key = self._key_for(token, alg)
         try:
             claims = jwt.decode(
@@ -141,6 +143,18 @@ class TokenVerifier:
             raise AuthError(CloseCode.TRY_AGAIN_LATER, "signing keys unavailable") from None
         except jwt.PyJWTError as exc:
             raise _translate(exc) from None
+        if "e2e" in claims:
+            raise _invalid("e2e claim on a token that is not a test token")
+        return _verified(claims, is_test=False)
+
+    def _verify_hmac(self, parts: SplitToken, alg: str) -> VerifiedToken:
+        assert self._hmac is not None  # noqa: S101 - checked by the caller
+        # Payload before signature, as PyJWT does: a garbled token is
+        # "malformed" whichever key signed it.
+        claims = decode_payload(parts)
+        if not self._hmac.signature_valid(alg, parts):
+            raise _invalid("bad signature")
+        check_claims(claims, now=time.time(), issuer=self._issuer, audience=self._audience)
         if "e2e" in claims:
             raise _invalid("e2e claim on a token that is not a test token")
         return _verified(claims, is_test=False)
