@@ -223,3 +223,26 @@ async def test_diagnostics_in_production_needs_the_admin_token(
     assert response.status_code == status
     if status == 403:
         assert "tier" not in response.json()
+
+
+@pytest.mark.parametrize(
+    ("tier", "status", "error"),
+    [
+        (STAGING, 200, None),
+        ({**STAGING, **ROLLBACK}, 401, "e2e_not_enabled"),
+        (PRODUCTION, 401, "e2e_not_enabled"),
+    ],
+    ids=["staging", "staging-rollback", "production"],
+)
+async def test_the_history_api_follows_the_same_e2e_policy(
+    tier: dict[str, Any], status: int, error: str | None
+) -> None:
+    async with running_server(**KEY, **tier) as server, server.http() as http:
+        token = server.test_token("bot1")
+        response = await http.get("/api/threads", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == status
+    if error is not None:
+        assert response.json()["error"] == error
+        assert token not in response.text
+    else:
+        assert response.json()["threads"] == []
