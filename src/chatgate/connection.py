@@ -192,7 +192,7 @@ class Connection:
                 connection_id=self.connection_id,
                 user_id=session.user_id,
             )
-        self._outbox = Outbox(gw.settings.send_queue_bytes)
+        self._outbox = Outbox(gw.settings.send_queue_bytes, self._wake_sender)
         self._unsubscribe = await gw.broker.subscribe(session.user_id, self._on_delivery)
 
     async def _run(self) -> None:
@@ -215,7 +215,6 @@ class Connection:
             )
         )
         self._schedule_expiry()
-        self._sender = asyncio.create_task(self._send_loop(outbox), name=self.connection_id)
         try:
             await self._receive_loop(outbox)
         except CloseConnection as exc:
@@ -414,9 +413,15 @@ class Connection:
 
     # Sending and closing
 
-    async def _send_loop(self, outbox: Outbox) -> None:
-        while True:
-            item = await outbox.get()
+    def _wake_sender(self) -> None:
+        """Start a sender unless one is running; it stops when the outbox is empty."""
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        outbox = self._outbox
+        assert outbox is not None  # noqa: S101 - only woken by the outbox
+        while (item := outbox.pop()) is not None:
             if isinstance(item, CloseFrame):
                 await self._close_now(item.code, item.detail)
                 return
@@ -427,19 +432,21 @@ class Connection:
                 # (uvicorn's ClientDisconnected); nothing more can be sent.
                 self._closed = True
                 return
-            # Not kept alive while this task waits for the next frame.
-            del item
 
     async def _finish_sending(self) -> None:
-        sender, outbox = self._sender, self._outbox
-        if sender is None or outbox is None:
+        """Write what is queued and the close (the client's, or 1000), then return."""
+        outbox = self._outbox
+        if outbox is None:
             return
         if self._closed:
-            sender.cancel()
-        else:
-            outbox.close(CloseCode.NORMAL, "bye")
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(sender, _SENDER_DRAIN_S)
+            if self._sender is not None:
+                self._sender.cancel()
+            return
+        outbox.close(CloseCode.NORMAL, "bye")
+        sender = self._sender
+        if sender is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(sender, _SENDER_DRAIN_S)
 
     async def _close_now(self, code: CloseCode, detail: str) -> None:
         if self._closed:

@@ -1,14 +1,16 @@
 """A connection's send queue, bounded in bytes.
 
 Producers (the broker's sink, timers, the receive loop) never block: they
-append a frame, and one sender task writes frames in order. A client that
-reads too slowly overflows the budget and is closed with 4102.
+append a frame and the queue calls ``wake``, which lets the connection start
+a sender that writes frames in order until the queue is empty. An idle socket
+therefore holds no sender task and no queue storage. A client that reads too
+slowly overflows the budget and is closed with 4102.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatgate.closecodes import CloseCode
@@ -25,13 +27,13 @@ class CloseFrame:
 class Outbox:
     """Frames waiting to be written, in order, then at most one close."""
 
-    __slots__ = ("_bytes", "_closing", "_frames", "_limit", "_ready")
+    __slots__ = ("_bytes", "_closing", "_frames", "_limit", "_wake")
 
-    def __init__(self, limit_bytes: int) -> None:
-        self._frames: deque[str | CloseFrame] = deque()
+    def __init__(self, limit_bytes: int, wake: Callable[[], None]) -> None:
+        self._frames: deque[str | CloseFrame] | None = None
         self._bytes = 0
         self._limit = limit_bytes
-        self._ready = asyncio.Event()
+        self._wake = wake
         self._closing = False
 
     @property
@@ -45,34 +47,40 @@ class Outbox:
             return
         size = _utf8_size(frame)
         if self._bytes + size > self._limit:
-            self._frames.clear()
+            self._frames = None
             self._bytes = 0
             self.close(CloseCode.SLOW_CONSUMER, f"send queue over {self._limit} bytes")
             return
-        self._frames.append(frame)
+        self._append(frame)
         self._bytes += size
-        self._ready.set()
 
     def close(self, code: CloseCode, detail: str = "") -> None:
         """Queue the close after the frames already queued; the first close wins."""
         if self._closing:
             return
         self._closing = True
-        self._frames.append(CloseFrame(code, detail))
-        self._ready.set()
+        self._append(CloseFrame(code, detail))
 
-    async def get(self) -> str | CloseFrame:
-        """The next frame or close, waiting for one."""
-        while not self._frames:
-            self._ready.clear()
-            await self._ready.wait()
-        item = self._frames.popleft()
+    def pop(self) -> str | CloseFrame | None:
+        """The next frame or close, or None when nothing is queued."""
+        frames = self._frames
+        if not frames:
+            return None
+        item = frames.popleft()
+        if not frames:
+            # Storage is released with the last frame: most sockets are idle.
+            self._frames = None
         if isinstance(item, str):
             self._bytes -= _utf8_size(item)
         return item
 
+    def _append(self, item: str | CloseFrame) -> None:
+        if self._frames is None:
+            self._frames = deque()
+        self._frames.append(item)
+        self._wake()
+
 
 def _utf8_size(frame: str) -> int:
-    # Most frames are ASCII (orjson escapes nothing, but payloads are mostly
-    # ASCII): isascii() is a scan without a copy, encode() only when needed.
+    # Most frames are ASCII: isascii() is a scan without a copy, encode() only when needed.
     return len(frame) if frame.isascii() else len(frame.encode())
