@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 
 from chatgate.errors import StoreUnavailable
@@ -30,8 +31,19 @@ STALE_HEARTBEATS = 3
 
 
 def instance_id_for(settings: Settings) -> str:
-    """This process's instance id: ``CHATGATE_INSTANCE_ID``, else ``<hostname>:<port>``."""
-    return settings.instance_id or f"{socket.gethostname()}:{settings.port}"
+    """This process's instance id: ``CHATGATE_INSTANCE_ID``, else ``<hostname>:<port>``.
+
+    On Cloud Run every instance listens on the same port and the host name is
+    not documented to differ, and two live instances sharing an id would end
+    each other's runs: there the default gets a random part. A restarted Cloud
+    Run container is a new instance anyway; the others' sweep ends its old runs.
+    """
+    if settings.instance_id:
+        return settings.instance_id
+    base = f"{socket.gethostname()}:{settings.port}"
+    if settings.k_service:
+        return f"{base}:{secrets.token_hex(4)}"
+    return base
 
 
 class Recovery:

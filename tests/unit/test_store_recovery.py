@@ -156,3 +156,11 @@ def test_the_instance_id_defaults_to_host_and_port() -> None:
     settings = load_settings(port=9123)
     assert instance_id_for(settings).endswith(":9123")
     assert instance_id_for(load_settings(instance_id="gw-a")) == "gw-a"
+
+
+def test_on_cloud_run_the_default_instance_id_is_unique_per_process() -> None:
+    settings = load_settings(k_service="chat-staging", port=8080)
+    first, second = instance_id_for(settings), instance_id_for(settings)
+    assert first != second
+    assert ":8080:" in first
+    assert instance_id_for(load_settings(k_service="chat-staging", instance_id="pod-1")) == "pod-1"
