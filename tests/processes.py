@@ -14,28 +14,20 @@ from pathlib import Path
 
 import httpx
 
-from support import free_socket
+from support import LocalAddress, free_socket
 
 CHATGATE = str(Path(sys.executable).parent / "chatgate")
 _STARTUP_S = 20.0
 
 
 @dataclass
-class ServerProcess:
+class ServerProcess(LocalAddress):
     """A ``chatgate serve`` child; its output is collected in files for inspection."""
 
     process: subprocess.Popen[bytes]
     port: int
     stdout_path: Path
     stderr_path: Path
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def output(self) -> str:
         return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(

@@ -29,11 +29,9 @@ E2E_KEY = "e2e-key-0123456789abcdef-0123456789-test"
 RECV_TIMEOUT_S = 10.0
 
 
-@dataclass
-class Server:
-    """A running gateway: its URLs, its wiring and token helpers."""
+class LocalAddress:
+    """The URLs of a gateway listening on 127.0.0.1:``port``."""
 
-    booted: Booted
     port: int
 
     @property
@@ -43,6 +41,14 @@ class Server:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Server(LocalAddress):
+    """A running gateway in this process: its URLs, its wiring and token helpers."""
+
+    booted: Booted
+    port: int
 
     def token(self, sub: str, **kwargs: Any) -> str:
         return mint_token(SECRET, sub, **kwargs)

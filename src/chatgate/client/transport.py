@@ -25,6 +25,7 @@ from websockets.exceptions import (
 )
 from websockets.typing import Subprotocol
 
+from chatgate.auth.credentials import PROTOCOL_NAME
 from chatgate.client.errors import (
     ClientError,
     ConnectFailed,
@@ -35,7 +36,7 @@ from chatgate.client.errors import (
     UnexpectedFrame,
 )
 
-PROTOCOL = "chatgate.v1"
+PROTOCOL = PROTOCOL_NAME
 """The subprotocol every chatgate client offers and the server selects."""
 
 BEARER_PREFIX = "bearer."
