@@ -68,7 +68,10 @@ def _check_e2e(settings: Settings, gateway: Gateway) -> None:
     elif policy.via_staging_auto_detection:
         log.info("ENHANCED E2E DETECTION: Auto-enabled for staging environment")
     if policy.enabled and settings.e2e_oauth_simulation_key is None:
-        log.warning(
+        # Expected on a laptop (development and test are always in E2E mode),
+        # a likely mistake in staging.
+        report = log.warning if policy.tier is Tier.STAGING else log.info
+        report(
             "E2E test mode is on but E2E_OAUTH_SIMULATION_KEY is not set: "
             "test tokens will close 4003 auth_invalid"
         )
