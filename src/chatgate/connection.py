@@ -214,28 +214,33 @@ class Connection:
                 connection_id=self.connection_id,
                 user_id=session.user_id,
             )
+        # Written before subscribing, so it is the socket's first frame whatever
+        # a run of this user publishes meanwhile, and no sender task is needed yet.
+        try:
+            await self._send({"type": "websocket.send", "text": self._established(session)})
+        except OSError:
+            raise _Disconnected from None
         self._outbox = Outbox(gw.settings.send_queue_bytes, self._wake_sender)
         self._unsubscribe = await gw.broker.subscribe(session.user_id, self._on_delivery)
 
-    async def _run(self) -> None:
-        session, outbox = self.session, self._outbox
-        assert session is not None  # noqa: S101 - set by _open_session
-        assert outbox is not None  # noqa: S101 - set by _open_session
+    def _established(self, session: Session) -> str:
         settings = self.gw.settings
-        outbox.put(
-            encode(
-                "connection_established",
-                {
-                    "connection_id": self.connection_id,
-                    "user_id": session.user_id,
-                    "protocol": PROTOCOL_NAME,
-                    "heartbeat_interval_s": settings.heartbeat_interval_s,
-                    "max_message_bytes": settings.max_message_bytes,
-                    "e2e": session.e2e_context,
-                    "server_time": timestamp(),
-                },
-            )
+        return encode(
+            "connection_established",
+            {
+                "connection_id": self.connection_id,
+                "user_id": session.user_id,
+                "protocol": PROTOCOL_NAME,
+                "heartbeat_interval_s": settings.heartbeat_interval_s,
+                "max_message_bytes": settings.max_message_bytes,
+                "e2e": session.e2e_context,
+                "server_time": timestamp(),
+            },
         )
+
+    async def _run(self) -> None:
+        outbox = self._outbox
+        assert outbox is not None  # noqa: S101 - set by _open_session
         self._schedule_expiry()
         try:
             await self._receive_loop(outbox)
