@@ -19,15 +19,27 @@ from chatgate.diagnostics import diagnostics_routes
 from chatgate.gateway import Gateway
 from chatgate.recovery import Recovery, instance_id_for
 
+CHAT_PATH = "/ws"
 
-class _ChatSocket:
-    """The ``/ws`` endpoint as a plain ASGI app, so a connection sees raw messages."""
 
-    def __init__(self, gateway: Gateway) -> None:
+class GatewayApp:
+    """The ASGI entry point: the chat socket straight to its handler, the rest to Starlette.
+
+    The socket skips Starlette's middleware and router: every socket would
+    otherwise keep their coroutine frames alive for its whole life, and every
+    frame it sends would pass through their wrappers.
+    """
+
+    def __init__(self, gateway: Gateway, http: Starlette) -> None:
         self.gateway = gateway
+        self.http = http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await Connection(self.gateway, scope, receive, send).serve()
+        """Serve one ASGI connection (lifespan, HTTP or WebSocket)."""
+        if scope["type"] == "websocket" and scope["path"] == CHAT_PATH:
+            await Connection(self.gateway, scope, receive, send).serve()
+        else:
+            await self.http(scope, receive, send)
 
 
 async def _no_such_socket(websocket: WebSocket) -> None:
@@ -40,7 +52,7 @@ async def _no_such_socket(websocket: WebSocket) -> None:
     )
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(gateway: Gateway) -> GatewayApp:
     """Build the ASGI app around a wired gateway."""
 
     async def healthz(_: Request) -> JSONResponse:
@@ -79,14 +91,14 @@ def create_app(gateway: Gateway) -> Starlette:
             await gateway.broker.close()
             await gateway.store.close()
 
-    return Starlette(
+    http = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            WebSocketRoute("/ws", _ChatSocket(gateway)),
             *diagnostics_routes(gateway),
             *api_routes(gateway),
             WebSocketRoute("/{path:path}", _no_such_socket),
         ],
         lifespan=lifespan,
     )
+    return GatewayApp(gateway, http)

@@ -6,10 +6,9 @@ import secrets
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
-from starlette.applications import Starlette
 
 from chatgate.agents.loader import load_agent
-from chatgate.app import create_app
+from chatgate.app import GatewayApp, create_app
 from chatgate.auth.minting import mint_token
 from chatgate.broker import BrokerOptions, open_broker
 from chatgate.errors import ConfigError
@@ -31,7 +30,7 @@ class Booted:
 
     settings: Settings
     gateway: Gateway
-    app: Starlette
+    app: GatewayApp
     dev_token: str | None = field(default=None, repr=False)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.server import ServerProtocol
 
@@ -128,7 +128,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         super().shutdown()
 
 
-def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The server's configuration: websockets-sansio, and uvloop and httptools when installed."""
     options: dict[str, Any] = {
         "host": settings.bind_host,
@@ -171,6 +171,6 @@ class GatewayServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app: Starlette, settings: Settings) -> None:
+def serve(app: ASGIApp, settings: Settings) -> None:
     """Run the server until SIGTERM or SIGINT, then drain and return."""
     GatewayServer(uvicorn_config(app, settings)).run()
