@@ -65,7 +65,9 @@ class MemoryStore:
         now = timestamp()
         message = Message(new_id("msg"), thread_id, role, content, run_id, now)
         self._messages[thread_id].append(message)
-        self._threads[thread_id] = dataclasses.replace(thread, updated_at=now)
+        self._threads[thread_id] = Thread(
+            thread.id, thread.owner, thread.title, thread.created_at, updated_at=now
+        )
         return message
 
     async def list_messages(self, thread_id: str) -> list[Message]:
