@@ -57,6 +57,7 @@ _INVALID_FRAME_WINDOW_S = 60.0
 _SENDER_DRAIN_S = 5.0
 _TITLE_CHARS = 80
 _MAX_TRACKED_THREADS = 1024
+_SENDER_LINGER_TURNS = 2
 
 
 class _Disconnected(Exception):
@@ -448,7 +449,20 @@ class Connection:
     async def _drain(self) -> None:
         outbox = self._outbox
         assert outbox is not None  # noqa: S101 - only woken by the outbox
-        while (item := outbox.pop()) is not None:
+        idle_turns = 0
+        while True:
+            item = outbox.pop()
+            if item is None:
+                # Stop only right after finding the queue empty, with no await in
+                # between: a frame put later finds this task done and starts another.
+                if idle_turns == _SENDER_LINGER_TURNS:
+                    return
+                # A run's events come in bursts, one loop turn apart: waiting a
+                # turn or two for the next is cheaper than a new task for it.
+                idle_turns += 1
+                await asyncio.sleep(0)
+                continue
+            idle_turns = 0
             if isinstance(item, CloseFrame):
                 await self._close_now(item.code, item.detail)
                 return
