@@ -177,19 +177,27 @@ class _Clock:
     time on the event path.
     """
 
-    __slots__ = ("prefix", "second")
+    __slots__ = ("last", "millisecond", "prefix", "second")
 
     def __init__(self) -> None:
         self.second = -1
+        self.millisecond = -1
         self.prefix = ""
+        self.last = ""
 
     def now(self) -> str:
         moment = time.time()
-        second = int(moment)
+        millisecond = int(moment * 1000)
+        if millisecond == self.millisecond:
+            # Under load many events share a millisecond: one string for all.
+            return self.last
+        second = millisecond // 1000
         if second != self.second:
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self.second = second
-        return f"{self.prefix}{int((moment - second) * 1000):03d}Z"
+        self.millisecond = millisecond
+        self.last = f"{self.prefix}{millisecond % 1000:03d}Z"
+        return self.last
 
 
 _CLOCK = _Clock()
