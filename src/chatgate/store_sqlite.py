@@ -37,11 +37,13 @@ _ALLOCATE = (
     .values(last_event_id=threads.c.last_event_id + bindparam("n"))
 )
 _PRAGMAS = (
+    # First: switching to WAL needs a lock too, and without the busy handler a
+    # connection opened while another instance migrates fails at once.
+    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
     "PRAGMA journal_mode=WAL",
     # In WAL mode NORMAL loses no commit when the process dies (only on power
     # loss or an OS crash), and saves an fsync per commit.
     "PRAGMA synchronous=NORMAL",
-    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
     "PRAGMA foreign_keys=ON",
 )
 
