@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from chatgate.store_sql import SQLStore, dump_json, instances, load_json, thread
 
 _DRIVER = "sqlite+aiosqlite"
 _BUSY_TIMEOUT_MS = 5000
+_WAL_RETRY_S = 0.01
 _BEGIN_OPTION = "chatgate_sqlite_begin"
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 _SECONDS_PER_DAY = 86400.0
@@ -37,10 +40,7 @@ _ALLOCATE = (
     .values(last_event_id=threads.c.last_event_id + bindparam("n"))
 )
 _PRAGMAS = (
-    # First: switching to WAL needs a lock too, and without the busy handler a
-    # connection opened while another instance migrates fails at once.
     f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
-    "PRAGMA journal_mode=WAL",
     # In WAL mode NORMAL loses no commit when the process dies (only on power
     # loss or an OS crash), and saves an fsync per commit.
     "PRAGMA synchronous=NORMAL",
@@ -80,8 +80,28 @@ def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
     try:
         for pragma in _PRAGMAS:
             cursor.execute(pragma)
+        _enable_wal(cursor)
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL (it stays so), waiting for instances opening it at once.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked"
+    at once there instead of calling the busy handler.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            # This runs in the driver's thread, never on the event loop.
+            time.sleep(_WAL_RETRY_S)
+        else:
+            return
 
 
 def _begin(conn: Connection) -> None:
