@@ -50,7 +50,7 @@ from bench import report
 from bench.broker import redis_cpu
 from bench.clients import Window
 from bench.frames import json_request
-from bench.loadgen import CONNECT_TIMEOUT_S, DRAIN_TIMEOUT_S, raise_fd_limit
+from bench.loadgen import CONNECT_TIMEOUT_S, DRAIN_TIMEOUT_S, close_all, raise_fd_limit
 from bench.processes import (
     CHATGATE,
     CHATGATE_LOAD_ENV,
@@ -191,18 +191,6 @@ async def open_socket(port: int, secret: str, user: str, factory: Callable[[], L
         transport.disconnect(graceful=False)
         raise
     return client
-
-
-async def close_all(sockets: list[Listener]) -> None:
-    """Close every socket, waiting a bounded time for the server's close."""
-    for sock in sockets:
-        sock.close()
-    waits = [s.transport.wait_disconnected() for s in sockets if s.transport is not None]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), DRAIN_TIMEOUT_S)
-    for sock in sockets:
-        if sock.transport is not None and not sock.transport.is_disconnected:
-            sock.transport.disconnect(graceful=False)
 
 
 # Instances

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 import uvloop
-from picows import WSError, ws_connect
+from picows import WSError, WSTransport, ws_connect
 
 from bench.clients import FLAVORS, JSON, Client, Flavor, Tally, Window
 
@@ -124,7 +124,16 @@ async def open_many(
     return clients, len(users) - len(clients)
 
 
-async def close_all(clients: list[Client]) -> None:
+class Closable(Protocol):
+    """A picows listener the harness can close: a load client or a listener."""
+
+    transport: WSTransport | None
+
+    def close(self) -> None:
+        """Start the closing handshake."""
+
+
+async def close_all(clients: Sequence[Closable]) -> None:
     """Close every socket, waiting a bounded time for the server's close."""
     for client in clients:
         client.close()

@@ -10,7 +10,6 @@ uvloop, httptools. Usage: ``BENCH_JWT_SECRET=... python -m bench.server_socketio
 
 from __future__ import annotations
 
-import argparse
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from typing import Any
 
 import jwt
 import socketio
-import uvicorn
 
 from bench.bench_agent import BenchAgent
+from bench.uvicorn_baseline import serve_on_port_argument
 
 SECRET = os.environ.get("BENCH_JWT_SECRET", "")
 
@@ -117,20 +116,7 @@ app = socketio.ASGIApp(sio)
 
 def main() -> None:
     """Serve until SIGTERM."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=parser.parse_args().port,
-        ws="websockets-sansio",
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        ws_per_message_deflate=False,
-    )
+    serve_on_port_argument(app)
 
 
 if __name__ == "__main__":

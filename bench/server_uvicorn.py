@@ -7,15 +7,14 @@ like the picows baseline. Usage: ``python -m bench.server_uvicorn --port P``.
 
 from __future__ import annotations
 
-import argparse
 from functools import cache
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bench.frames import CHAT_REPLY, HELLO, requested_stream, stream_reply
+from bench.uvicorn_baseline import serve_on_port_argument
 
 _HELLO = HELLO.decode()
 _CHAT = tuple(frame.decode() for frame in CHAT_REPLY)
@@ -48,20 +47,7 @@ app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
 
 def main() -> None:
     """Serve until SIGTERM."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=parser.parse_args().port,
-        ws="websockets-sansio",
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        ws_per_message_deflate=False,
-    )
+    serve_on_port_argument(app)
 
 
 if __name__ == "__main__":
