@@ -19,7 +19,7 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from chatgate.auth.credentials import PROTOCOL_NAME, read_handshake
+from chatgate.auth.credentials import PROTOCOL_NAME, read_handshake, selected_subprotocol
 from chatgate.auth.tokens import VerifiedToken
 from chatgate.broker import Unsubscribe
 from chatgate.closecodes import CloseCode, close_reason
@@ -146,8 +146,7 @@ class Connection:
             token, self._subprotocol = handshake.token, handshake.selected_subprotocol
         except AuthError as exc:
             handshake_error = exc
-            subprotocols = self.scope.get("subprotocols", [])
-            self._subprotocol = PROTOCOL_NAME if PROTOCOL_NAME in subprotocols else None
+            self._subprotocol = selected_subprotocol(self.scope.get("subprotocols", []))
         await self._receive_connect()
         await self._accept()
         if handshake_error is not None:

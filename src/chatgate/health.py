@@ -36,11 +36,6 @@ class HealthMonitor:
         """Failing dependencies and why (a class name or "timed out", never a URL)."""
         return dict(self._failing)
 
-    @property
-    def healthy(self) -> bool:
-        """Whether every dependency answered at the last look."""
-        return not self._failing
-
     def report_failure(self, name: str, why: str) -> None:
         """Mark ``name`` down now; the next successful check marks it up again."""
         if name not in self._failing:

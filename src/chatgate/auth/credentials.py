@@ -34,6 +34,11 @@ class Handshake:
     selected_subprotocol: str | None
 
 
+def selected_subprotocol(subprotocols: list[str]) -> str | None:
+    """``chatgate.v1`` when the client offered it (never a ``bearer.`` token), else None."""
+    return PROTOCOL_NAME if PROTOCOL_NAME in subprotocols else None
+
+
 def read_handshake(authorization: str | None, subprotocols: list[str]) -> Handshake:
     """Find the credential and the subprotocol to select.
 
@@ -41,7 +46,7 @@ def read_handshake(authorization: str | None, subprotocols: list[str]) -> Handsh
         AuthError: 4003 when a header or subprotocol credential is malformed, or
             when both are present (ambiguous).
     """
-    selected = PROTOCOL_NAME if PROTOCOL_NAME in subprotocols else None
+    selected = selected_subprotocol(subprotocols)
     header_token: str | None = None
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")

@@ -36,7 +36,6 @@ class VerifiedToken:
 
 @dataclass(frozen=True, slots=True)
 class _Keys:
-    secret: bytes | None
     public_key: Any | None
     jwks: jwt.PyJWKClient | None
 
@@ -96,15 +95,10 @@ class TokenVerifier:
             if settings.jwks_url
             else None
         )
-        self._keys = _Keys(secret, public_key, jwks)
+        self._keys = _Keys(public_key, jwks)
         self._hmac = HmacKeys(secret, self._algorithms) if secret is not None else None
         e2e_key = settings.e2e_oauth_simulation_key
         self._e2e_key = e2e_key.get_secret_value().encode() if e2e_key and e2e.enabled else None
-
-    @property
-    def uses_jwks(self) -> bool:
-        """Whether verifying may fetch keys over the network."""
-        return self._keys.jwks is not None
 
     async def verify_async(self, token: str) -> VerifiedToken:
         """Verify ``token``; a JWKS fetch runs in a thread so it never blocks the loop."""
@@ -161,9 +155,9 @@ class TokenVerifier:
 
     def _key_for(self, token: str, alg: str) -> Any:
         if alg in HS_ALGORITHMS:
-            if self._keys.secret is None:
-                raise _invalid("algorithm not allowed")
-            return self._keys.secret
+            # With a secret, HS* tokens never get here (see _verify_hmac); without
+            # one, an HS* token must not be checked against a public key.
+            raise _invalid("algorithm not allowed")
         if self._keys.public_key is not None:
             return self._keys.public_key
         if self._keys.jwks is not None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Self
 
 from websockets.asyncio.client import ClientConnection
@@ -27,6 +27,19 @@ from chatgate.client.transport import (
 )
 from chatgate.probe.context import ProbeContext
 from chatgate.probe.outcome import Problem, fail, failure_for
+
+
+def _connect_options(ctx: ProbeContext) -> dict[str, Any]:
+    return {"origin": ctx.origin, "open_timeout": ctx.timeout, "ssl_context": ctx.ssl_context}
+
+
+@contextlib.contextmanager
+def _as_problem(doing: str, started: float) -> Iterator[None]:
+    """Turn a client error while opening into a Problem that says what the probe was doing."""
+    try:
+        yield
+    except ClientError as exc:
+        raise Problem(failure_for(exc, doing=doing, elapsed_s=time.monotonic() - started)) from None
 
 
 class Wire:
@@ -64,20 +77,10 @@ class Wire:
             Problem: the socket could not be opened, or the server closed it.
         """
         started = time.monotonic()
-        try:
+        with _as_problem(doing, started):
             opened = await open_socket(
-                ctx.target.url,
-                token,
-                auth=auth,
-                origin=ctx.origin,
-                headers=headers,
-                open_timeout=ctx.timeout,
-                ssl_context=ctx.ssl_context,
+                ctx.target.url, token, auth=auth, headers=headers, **_connect_options(ctx)
             )
-        except ClientError as exc:
-            raise Problem(
-                failure_for(exc, doing=doing, elapsed_s=time.monotonic() - started)
-            ) from None
         return cls(ctx, opened.ws, started_at=started, established=opened.established)
 
     @classmethod
@@ -96,20 +99,10 @@ class Wire:
             Problem: the socket could not be opened.
         """
         started = time.monotonic()
-        try:
+        with _as_problem(doing, started):
             ws = await upgrade(
-                ctx.target.url,
-                token,
-                auth=auth,
-                origin=ctx.origin,
-                headers=headers,
-                open_timeout=ctx.timeout,
-                ssl_context=ctx.ssl_context,
+                ctx.target.url, token, auth=auth, headers=headers, **_connect_options(ctx)
             )
-        except ClientError as exc:
-            raise Problem(
-                failure_for(exc, doing=doing, elapsed_s=time.monotonic() - started)
-            ) from None
         return cls(ctx, ws, started_at=started)
 
     @property
