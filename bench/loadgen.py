@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,11 +58,20 @@ class Target:
         return f"ws://{self.host}:{self.port}{self.flavor.path}"
 
     def token(self, user: str) -> str | None:
-        """A one-hour token for ``user`` when the server checks tokens."""
+        """A one-hour token for ``user`` when the server checks tokens.
+
+        Minted once per user and reused, as a client reuses its token when it
+        reconnects: the handshake loop measures the server, not PyJWT's encode.
+        """
         if self.secret is None:
             return None
-        now = int(time.time())
-        return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, self.secret, "HS256")
+        return _token(user, self.secret)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _token(user: str, secret: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, secret, "HS256")
 
 
 class Channel:
