@@ -80,11 +80,14 @@ def free_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def running_server(**overrides: Any) -> AsyncIterator[Server]:
+async def running_server(
+    uvicorn_options: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[Server]:
     """Start a real uvicorn serving the gateway on a free port, in this event loop.
 
     The listening socket is bound before the server starts, so clients can
     connect at once: the kernel queues them until uvicorn accepts.
+    ``overrides`` are settings; ``uvicorn_options`` override uvicorn's configuration.
     """
     overrides.setdefault("jwt_secret", SECRET)
     # The settings default is a SQLite file; tests keep their state in memory unless they ask.
@@ -93,7 +96,8 @@ async def running_server(**overrides: Any) -> AsyncIterator[Server]:
     booted = boot(settings)
     sock = free_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(booted.app, booted.settings, port=port))
+    config = uvicorn_config(booted.app, booted.settings, port=port, **(uvicorn_options or {}))
+    server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

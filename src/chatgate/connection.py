@@ -48,6 +48,7 @@ from chatgate.protocol import (
 from chatgate.ratelimit import RateLimiter, SlidingWindow, Verdict
 from chatgate.runs import event_frame
 from chatgate.seen import SeenRanges
+from chatgate.send_many import SEND_MANY, offers_send_many
 from chatgate.session import Session, build_session, user_id_for
 
 log = get_logger("chatgate.connection")
@@ -79,6 +80,7 @@ class Connection:
         "_resuming",
         "_seen",
         "_send",
+        "_send_many",
         "_sender",
         "_subprotocol",
         "_timer",
@@ -95,6 +97,8 @@ class Connection:
         self.scope = scope
         self._receive = receive
         self._send = send
+        # Under chatgate's own server a burst of frames goes out in one write.
+        self._send_many = offers_send_many(scope)
         self.connection_id = new_id("conn")
         self.headers = Headers(scope=scope)
         self.session: Session | None = None
@@ -466,12 +470,19 @@ class Connection:
                 await self._close_now(item.code, item.detail)
                 return
             try:
-                await self._send({"type": "websocket.send", "text": item})
+                await self._write(item)
             except OSError:
                 # The ASGI server reports a peer that went away as an OSError
                 # (uvicorn's ClientDisconnected); nothing more can be sent.
                 self._closed = True
                 return
+
+    async def _write(self, frames: list[str]) -> None:
+        if len(frames) > 1 and self._send_many:
+            await self._send({"type": SEND_MANY, "texts": frames})
+            return
+        for frame in frames:
+            await self._send({"type": "websocket.send", "text": frame})
 
     async def _finish_sending(self) -> None:
         """Write what is queued and the close (the client's, or 1000), then return."""

@@ -2,7 +2,8 @@
 
 Producers (the broker's sink, timers, the receive loop) never block: they
 append a frame and the queue calls ``wake``, which lets the connection start
-a sender that writes frames in order until the queue is empty. An idle socket
+a sender that writes frames in order until the queue is empty, taking all
+that is queued at once so that a burst of events costs one write. An idle socket
 therefore holds no sender task and no queue storage. A client that reads too
 slowly overflows the budget and is closed with 4102.
 """
@@ -14,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatgate.closecodes import CloseCode
+
+BATCH_BYTES = 64 * 1024
+"""How many bytes of frames one write carries at most (a single larger frame goes alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +31,15 @@ class CloseFrame:
 class Outbox:
     """Frames waiting to be written, in order, then at most one close."""
 
-    __slots__ = ("_bytes", "_closing", "_frames", "_limit", "_wake")
+    __slots__ = ("_batch_bytes", "_bytes", "_closing", "_frames", "_limit", "_wake")
 
-    def __init__(self, limit_bytes: int, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, limit_bytes: int, wake: Callable[[], None], batch_bytes: int = BATCH_BYTES
+    ) -> None:
         self._frames: deque[str | CloseFrame] | None = None
         self._bytes = 0
         self._limit = limit_bytes
+        self._batch_bytes = batch_bytes
         self._wake = wake
         self._closing = False
 
@@ -61,18 +68,37 @@ class Outbox:
         self._closing = True
         self._append(CloseFrame(code, detail))
 
-    def pop(self) -> str | CloseFrame | None:
-        """The next frame or close, or None when nothing is queued."""
+    def pop(self) -> list[str] | CloseFrame | None:
+        """The next frames in order, else the close when it is next, else None.
+
+        Frames come as a batch written at once: every frame queued before the
+        close, as long as they fit in ``batch_bytes`` (always at least one).
+        """
         frames = self._frames
         if not frames:
             return None
-        item = frames.popleft()
+        if isinstance(frames[0], CloseFrame):
+            close = frames.popleft()
+            assert isinstance(close, CloseFrame)  # noqa: S101 - checked just above
+            self._frames = None
+            return close
+        taken: list[str] = []
+        size = 0
+        while frames:
+            item = frames[0]
+            if isinstance(item, CloseFrame):
+                break
+            item_size = _utf8_size(item)
+            if taken and size + item_size > self._batch_bytes:
+                break
+            frames.popleft()
+            taken.append(item)
+            size += item_size
+        self._bytes -= size
         if not frames:
             # Storage is released with the last frame: most sockets are idle.
             self._frames = None
-        if isinstance(item, str):
-            self._bytes -= _utf8_size(item)
-        return item
+        return taken
 
     def _append(self, item: str | CloseFrame) -> None:
         if self._frames is None:

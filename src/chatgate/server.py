@@ -5,6 +5,10 @@ frame, a broken frame, a missed keepalive pong, a server shutdown. Left alone,
 those closes carry websockets' own codes and reasons (1011 for a missed pong).
 The subclasses here give each one the code and ``"<slug>: <detail>"`` reason of
 the wire contract and count it in the close statistics.
+
+The protocol also offers the ``chatgate.send_many`` ASGI extension
+(``chatgate/send_many.py``): a run's events are queued in bursts, and one write
+per frame was the largest cost of a chat round trip.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from chatgate.closecodes import CloseCode, close_reason
+from chatgate.send_many import SEND_MANY, SEND_MANY_EXTENSION
 from chatgate.settings import Settings
 
 log = logging.getLogger("chatgate.server")
@@ -69,6 +77,14 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         # protocol uvicorn built costs nothing, building a second one does.
         self.conn.__class__ = _GatewayServerProtocol
 
+    def handle_connect(self, event: Request) -> None:
+        """Start the app, telling it that it may send several frames in one message."""
+        super().handle_connect(event)
+        # The app's task is created but has not run yet: it sees the extension.
+        scope = getattr(self, "scope", None)
+        if scope is not None and not self.handshake_complete:
+            scope["extensions"][SEND_MANY_EXTENSION] = {}
+
     def _record(self, code: int) -> None:
         gateway = self.app_state.get("gateway")
         if gateway is not None:
@@ -80,9 +96,31 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         uvicorn's sansio protocol leaves ``handshake_complete`` unset after a
         denial response and then logs an error for every refused upgrade.
         """
+        if message["type"] == SEND_MANY:
+            await self._send_many(message["texts"])
+            return
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
+
+    async def _send_many(self, texts: Any) -> None:
+        """Frame every text and write them all at once, as ``websocket.send`` does one.
+
+        Raises:
+            ClientDisconnected: the peer is gone, or a close was already sent.
+            RuntimeError: the socket was not accepted yet.
+        """
+        await self.writable.wait()
+        if self.disconnected or self.close_sent:
+            raise ClientDisconnected
+        if not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError(f"{SEND_MANY!r} before the socket was accepted")
+        try:
+            for text in texts:
+                self.conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def handle_parser_exception(self) -> None:
         """The frame parser failed the connection (oversize, broken frame)."""

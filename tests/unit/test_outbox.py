@@ -21,11 +21,23 @@ def outbox_of(limit: int) -> Outbox:
 
 
 def drain(outbox: Outbox) -> list[str | CloseFrame]:
-    """Everything queued, up to and including a close."""
+    """Everything queued, up to and including a close, batches flattened."""
     items: list[str | CloseFrame] = []
     while (item := outbox.pop()) is not None:
-        items.append(item)
+        if isinstance(item, CloseFrame):
+            items.append(item)
+        else:
+            assert item, "a batch is never empty"
+            items.extend(item)
     return items
+
+
+def batches(outbox: Outbox) -> list[list[str] | CloseFrame]:
+    """Everything queued, as the sender takes it."""
+    taken: list[list[str] | CloseFrame] = []
+    while (item := outbox.pop()) is not None:
+        taken.append(item)
+    return taken
 
 
 def test_frames_come_out_in_order() -> None:
@@ -39,7 +51,7 @@ def test_an_empty_outbox_pops_nothing() -> None:
     outbox = outbox_of(1024)
     assert outbox.pop() is None
     outbox.put("a")
-    assert outbox.pop() == "a"
+    assert outbox.pop() == ["a"]
     assert outbox.pop() is None
 
 
@@ -130,4 +142,53 @@ def test_reading_frees_the_budget() -> None:
         outbox.put("abc")
         outbox.put("def")
         assert drain(outbox) == ["abc", "def"]
+    assert outbox.closing is False
+
+
+def test_everything_queued_comes_out_as_one_batch() -> None:
+    outbox = outbox_of(1024)
+    for n in range(5):
+        outbox.put(f"event-{n}")
+    assert batches(outbox) == [[f"event-{n}" for n in range(5)]]
+
+
+def test_the_close_is_never_part_of_a_batch() -> None:
+    outbox = outbox_of(1024)
+    outbox.put("a")
+    outbox.put("b")
+    outbox.close(CloseCode.NORMAL, "bye")
+    assert batches(outbox) == [["a", "b"], CloseFrame(CloseCode.NORMAL, "bye")]
+
+
+def test_a_batch_stops_at_its_byte_budget() -> None:
+    outbox = Outbox(1024, Wakes(), batch_bytes=10)
+    for frame in ("1234", "5678", "90ab", "cd"):
+        outbox.put(frame)
+    assert batches(outbox) == [["1234", "5678"], ["90ab", "cd"]]
+
+
+def test_a_frame_larger_than_the_batch_budget_goes_alone() -> None:
+    outbox = Outbox(1024, Wakes(), batch_bytes=4)
+    outbox.put("a")
+    outbox.put("x" * 50)
+    outbox.put("b")
+    assert batches(outbox) == [["a"], ["x" * 50], ["b"]]
+
+
+def test_frames_put_after_a_pop_form_the_next_batch() -> None:
+    outbox = outbox_of(1024)
+    outbox.put("a")
+    assert outbox.pop() == ["a"]
+    outbox.put("b")
+    outbox.put("c")
+    assert outbox.pop() == ["b", "c"]
+    assert outbox.pop() is None
+
+
+def test_popping_a_batch_frees_its_bytes() -> None:
+    outbox = outbox_of(8)
+    outbox.put("abcd")
+    outbox.put("efgh")
+    assert outbox.pop() == ["abcd", "efgh"]
+    outbox.put("ijklmnop")
     assert outbox.closing is False
