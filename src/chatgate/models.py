@@ -1,4 +1,10 @@
-"""Records kept by the store and carried by the broker."""
+"""Records kept by the store and carried by the broker.
+
+They are values: nothing changes one after it is built. They are slotted but
+not frozen dataclasses because a frozen one's ``__init__`` sets each field
+through ``object.__setattr__``, four times the cost, and a chat turn builds
+about twenty of them.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_POOL.take()}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Thread:
     """A conversation owned by one user."""
 
@@ -48,7 +54,7 @@ class Thread:
     updated_at: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One turn of a thread: the user's text or the agent's final answer."""
 
@@ -60,7 +66,7 @@ class Message:
     created_at: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredEvent:
     """An agent event in a thread's log; ``event_id`` is dense and rising per thread."""
 
@@ -72,7 +78,7 @@ class StoredEvent:
     ts: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     """An event on its way to a user's sockets, encoded once for every socket."""
 
@@ -85,7 +91,7 @@ RunStatus = Literal["running", "completed", "cancelled", "failed", "interrupted"
 """``running`` until the run ends; ``interrupted`` when its process died or stopped first."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunRecord:
     """A run as the store keeps it, so that a run whose process died can be ended later."""
 

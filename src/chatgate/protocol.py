@@ -38,14 +38,17 @@ class ProtocolViolation(Exception):
         self.client_id = client_id
 
 
-@dataclass(frozen=True, slots=True)
+# Parsed client messages are values, slotted but not frozen: see chatgate.models.
+
+
+@dataclass(slots=True)
 class Auth:
     """``{"type": "auth", "token": ...}``."""
 
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserMessage:
     """``{"type": "user_message", "id", "thread_id"?, "payload": {"text"}}``."""
 
@@ -54,7 +57,7 @@ class UserMessage:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resume:
     """``{"type": "resume", "thread_id", "after_event_id"}``."""
 
@@ -63,7 +66,7 @@ class Resume:
     after_event_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     """``{"type": "cancel", "run_id"}``."""
 
@@ -71,7 +74,7 @@ class Cancel:
     run_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TokenRefresh:
     """``{"type": "token_refresh", "token"}``."""
 
@@ -79,7 +82,7 @@ class TokenRefresh:
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     """``{"type": "ping"}``."""
 

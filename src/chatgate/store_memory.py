@@ -99,7 +99,8 @@ class MemoryStore:
 
     async def record_run(self, run: RunRecord) -> None:
         """Remember a running run."""
-        self._runs[run.run_id] = dataclasses.replace(run, status="running", ended=False)
+        # Built directly: dataclasses.replace costs ten times as much, twice per turn.
+        self._runs[run.run_id] = RunRecord(run.run_id, run.thread_id, run.owner, run.instance_id)
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""
@@ -110,7 +111,9 @@ class MemoryStore:
         """Mark a running run as ended."""
         run = self._runs.get(run_id)
         if run is not None and run.status == "running":
-            self._runs[run_id] = dataclasses.replace(run, status=status)
+            self._runs[run_id] = RunRecord(
+                run.run_id, run.thread_id, run.owner, run.instance_id, status, run.ended
+            )
 
     async def heartbeat(self, instance_id: str) -> None:
         """Record that ``instance_id`` is alive."""

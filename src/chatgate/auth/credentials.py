@@ -25,7 +25,7 @@ class CredentialSource(enum.StrEnum):
     MESSAGE = "message"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Handshake:
     """What the upgrade request said about protocol and credentials."""
 

@@ -26,7 +26,7 @@ from chatgate.errors import AuthError
 _DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SplitToken:
     """A compact JWS cut into its parts, with the header already decoded."""
 

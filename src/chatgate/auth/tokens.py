@@ -23,9 +23,9 @@ from chatgate.settings import HS_ALGORITHMS, Settings
 _MAX_TOKEN_BYTES = 8192
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VerifiedToken:
-    """The claims of a token whose signature and times were checked."""
+    """The claims of a token whose signature and times were checked (a value, never changed)."""
 
     subject: str
     expires_at: float
