@@ -16,14 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from chatgate.auth.credentials import PROTOCOL_NAME, read_handshake, selected_subprotocol
 from chatgate.auth.tokens import VerifiedToken
 from chatgate.broker import Unsubscribe
 from chatgate.closecodes import CloseCode, close_reason
-from chatgate.e2e import carries_test_headers
 from chatgate.errors import AuthError, BrokerUnavailable, CloseConnection, StoreUnavailable
 from chatgate.gateway import Gateway
 from chatgate.logs import correlation_id, get_logger
@@ -50,6 +48,7 @@ from chatgate.runs import event_frame
 from chatgate.seen import SeenRanges
 from chatgate.send_many import SEND_MANY, offers_send_many
 from chatgate.session import Session, build_session, user_id_for
+from chatgate.upgrade import read_upgrade_headers
 
 log = get_logger("chatgate.connection")
 
@@ -87,7 +86,6 @@ class Connection:
         "_unsubscribe",
         "connection_id",
         "gw",
-        "headers",
         "scope",
         "session",
     )
@@ -100,7 +98,6 @@ class Connection:
         # Under chatgate's own server a burst of frames goes out in one write.
         self._send_many = offers_send_many(scope)
         self.connection_id = new_id("conn")
-        self.headers = Headers(scope=scope)
         self.session: Session | None = None
         self._subprotocol: str | None = None
         self._accepted = False
@@ -112,9 +109,9 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._seen: dict[str, SeenRanges] = {}
         self._resuming: dict[str, list[Delivery]] = {}
-        settings = gateway.settings
-        self._limiter = RateLimiter(settings.rate_limit_messages, settings.rate_limit_window_s)
-        self._invalid = SlidingWindow(settings.max_invalid_frames - 1, _INVALID_FRAME_WINDOW_S)
+        # Made at the first message: many sockets never send one.
+        self._limiter: RateLimiter | None = None
+        self._invalid: SlidingWindow | None = None
 
     async def serve(self) -> None:
         """Run the socket to its end; never raises."""
@@ -141,12 +138,11 @@ class Connection:
 
     async def _open(self) -> None:
         settings = self.gw.settings
+        upgrade = read_upgrade_headers(self.scope.get("headers", ()))
         handshake_error: AuthError | None = None
         token: str | None = None
         try:
-            handshake = read_handshake(
-                self.headers.get("authorization"), self.scope.get("subprotocols", [])
-            )
+            handshake = read_handshake(upgrade.authorization, self.scope.get("subprotocols", []))
             token, self._subprotocol = handshake.token, handshake.selected_subprotocol
         except AuthError as exc:
             handshake_error = exc
@@ -155,9 +151,7 @@ class Connection:
         await self._accept()
         if handshake_error is not None:
             raise handshake_error
-        if not origin_allowed(
-            self.headers.get("origin"), self.headers.get("host"), settings.origins
-        ):
+        if not origin_allowed(upgrade.origin, upgrade.host, settings.origins):
             raise CloseConnection(CloseCode.ORIGIN_DENIED, "origin not allowed")
         failing = self.gw.health.failing
         if failing:
@@ -166,7 +160,8 @@ class Connection:
             )
         if token is None:
             token = await self._await_auth_message()
-        await self._open_session(await self.gw.verifier.verify_async(token))
+        verified = await self.gw.verifier.verify_async(token)
+        await self._open_session(verified, via_headers=upgrade.test_marked)
 
     async def _receive_connect(self) -> None:
         message = await self._receive()
@@ -198,9 +193,8 @@ class Connection:
             raise AuthError(CloseCode.AUTH_REQUIRED, "first message must be auth")
         return parsed.token
 
-    async def _open_session(self, verified: VerifiedToken) -> None:
+    async def _open_session(self, verified: VerifiedToken, *, via_headers: bool) -> None:
         gw = self.gw
-        via_headers = carries_test_headers(self.headers.keys())
         context = gw.e2e.context(via_headers=via_headers) if verified.is_test else None
         session = build_session(verified, self.connection_id, context)
         if not await gw.broker.acquire_connection(
@@ -256,12 +250,18 @@ class Connection:
 
     async def _receive_loop(self, outbox: Outbox) -> None:
         loop = asyncio.get_running_loop()
+        settings = self.gw.settings
         while not outbox.closing:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
                 self._closed = True
                 return
-            verdict = self._limiter.check(loop.time())
+            limiter = self._limiter
+            if limiter is None:
+                limiter = self._limiter = RateLimiter(
+                    settings.rate_limit_messages, settings.rate_limit_window_s
+                )
+            verdict = limiter.check(loop.time())
             if verdict is Verdict.CLOSE:
                 raise CloseConnection(CloseCode.RATE_LIMITED, "kept sending past the rate limit")
             try:
@@ -277,7 +277,11 @@ class Connection:
             await self._dispatch(parsed)
 
     def _refuse(self, violation: ProtocolViolation, now: float) -> None:
-        if not self._invalid.hit(now):
+        invalid = self._invalid
+        if invalid is None:
+            limit = self.gw.settings.max_invalid_frames - 1
+            invalid = self._invalid = SlidingWindow(limit, _INVALID_FRAME_WINDOW_S)
+        if not invalid.hit(now):
             raise CloseConnection(CloseCode.TOO_MANY_ERRORS, "repeated invalid messages")
         self._error(violation.code, violation.message, violation.client_id)
 
