@@ -372,14 +372,16 @@ class Connection:
             while True:
                 page = await store.events_after(thread_id, after, _RESUME_PAGE)
                 for event in page:
-                    self._deliver(thread_id, event.event_id, lambda e=event: event_frame(e))
+                    if self._first_sight(thread_id, event.event_id):
+                        self._put(event_frame(event))
                 if len(page) < _RESUME_PAGE:
                     break
                 after = page[-1].event_id
         finally:
             waiting = self._resuming.pop(thread_id)
         for delivery in waiting:
-            self._deliver(delivery.thread_id, delivery.event_id, lambda d=delivery: d.frame)
+            if self._first_sight(delivery.thread_id, delivery.event_id):
+                self._put(delivery.frame)
         last = self._seen[thread_id].highest if thread_id in self._seen else message.after_event_id
         self._reply("resume_complete", {"last_event_id": last}, thread_id=thread_id)
 
@@ -402,13 +404,17 @@ class Connection:
     # Delivering
 
     def _on_delivery(self, delivery: Delivery) -> None:
-        waiting = self._resuming.get(delivery.thread_id)
-        if waiting is not None:
-            waiting.append(delivery)
-            return
-        self._deliver(delivery.thread_id, delivery.event_id, lambda: delivery.frame)
+        thread_id = delivery.thread_id
+        if self._resuming:
+            waiting = self._resuming.get(thread_id)
+            if waiting is not None:
+                waiting.append(delivery)
+                return
+        if self._first_sight(thread_id, delivery.event_id):
+            self._put(delivery.frame)
 
-    def _deliver(self, thread_id: str, event_id: int, frame: Any) -> None:
+    def _first_sight(self, thread_id: str, event_id: int) -> bool:
+        """Whether the socket has not had this event yet; it has from now on."""
         seen = self._seen.get(thread_id)
         if seen is None:
             if len(self._seen) >= _MAX_TRACKED_THREADS:
@@ -416,8 +422,11 @@ class Connection:
                 # first. Only a resume of that thread could then repeat an event.
                 del self._seen[next(iter(self._seen))]
             seen = self._seen[thread_id] = SeenRanges()
-        if seen.add(event_id) and self._outbox is not None:
-            self._outbox.put(frame())
+        return seen.add(event_id)
+
+    def _put(self, frame: str) -> None:
+        if self._outbox is not None:
+            self._outbox.put(frame)
 
     # Token expiry
 
@@ -482,7 +491,7 @@ class Connection:
                 return
 
     async def _write(self, frames: list[str]) -> None:
-        if len(frames) > 1 and self._send_many:
+        if self._send_many:
             await self._send({"type": SEND_MANY, "texts": frames})
             return
         for frame in frames:

@@ -26,12 +26,12 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from chatgate.closecodes import CloseCode, close_reason
-from chatgate.send_many import SEND_MANY, SEND_MANY_EXTENSION
+from chatgate.send_many import SEND_MANY, SEND_MANY_EXTENSION, serialize_text_frames
 from chatgate.settings import Settings
 
 log = logging.getLogger("chatgate.server")
@@ -115,12 +115,16 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected
         if not self.handshake_complete or self.initial_response is not None:
             raise RuntimeError(f"{SEND_MANY!r} before the socket was accepted")
-        try:
+        conn = self.conn
+        if conn.state is not State.OPEN:
+            raise ClientDisconnected
+        if conn.extensions or conn.expect_continuation_frame:
+            # Compression: websockets encodes each frame through its extensions.
             for text in texts:
-                self.conn.send_text(text.encode())
-        except InvalidState:
-            raise ClientDisconnected from None
-        self.transport.write(b"".join(self.conn.data_to_send()))
+                conn.send_text(text.encode())
+            self.transport.write(b"".join(conn.data_to_send()))
+            return
+        self.transport.write(b"".join([*conn.data_to_send(), serialize_text_frames(texts)]))
 
     def handle_parser_exception(self) -> None:
         """The frame parser failed the connection (oversize, broken frame)."""

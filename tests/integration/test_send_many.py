@@ -107,17 +107,23 @@ async def test_an_empty_batch_sends_nothing_and_keeps_the_socket() -> None:
 
 
 @pytest.mark.parametrize(
-    "ws_protocol",
-    [GatewayWebSocketProtocol, "websockets-sansio"],
-    ids=["chatgate-protocol", "plain-uvicorn"],
+    ("ws_protocol", "compression"),
+    [
+        (GatewayWebSocketProtocol, False),
+        (GatewayWebSocketProtocol, True),
+        ("websockets-sansio", False),
+    ],
+    ids=["chatgate-protocol", "chatgate-protocol-deflate", "plain-uvicorn"],
 )
 async def test_runs_and_pongs_arrive_whole_and_in_order_with_and_without_the_extension(
-    ws_protocol: Any,
+    ws_protocol: Any, compression: bool
 ) -> None:
     async with (
-        running_server(uvicorn_options={"ws": ws_protocol}) as server,
+        running_server(uvicorn_options={"ws": ws_protocol}, ws_compression=compression) as server,
         server.connect(server.token("batch-user")) as ws,
     ):
+        # The client offers permessage-deflate; the server takes it only when configured.
+        assert bool(ws.protocol.extensions) is compression
         await established(ws)
         thread_id = None
         for turn in range(3):
