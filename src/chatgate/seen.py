@@ -28,6 +28,10 @@ class SeenRanges:
     def add(self, value: int) -> bool:
         """Add ``value``; return False when it was already there."""
         starts, ends = self._starts, self._ends
+        if ends and value == ends[-1] + 1:
+            # The usual case: the next event of a thread extends the last range.
+            ends[-1] = value
+            return True
         i = bisect.bisect_right(starts, value) - 1
         if i >= 0 and value <= ends[i]:
             return False
