@@ -1,13 +1,21 @@
-"""Persisted events per second, for each store.
+"""Persisted events per second, and chat turns per second, for each store.
 
-Many runs write at once, as on a busy gateway: ``--writers`` concurrent
-writers, each in its own thread, append ``--events`` events one after the
-other, each awaiting its commit (what a run does). The figure is events stored
-and committed per second of wall time; afterwards every thread's log is read
-back and checked to hold ids 1..N.
+Events: many runs write at once, as on a busy gateway: ``--writers``
+concurrent writers, each in its own thread, append ``--events`` events one
+after the other, each awaiting its commit (what a run does). The figure is
+events stored and committed per second of wall time; afterwards every thread's
+log is read back and checked to hold ids 1..N.
+
+Turns: ``--users`` concurrent users each chat ``--turns`` times, one turn
+after the other; a turn makes the store calls of a chat round trip on a new
+thread, in the gateway's order (``Connection._on_user_message``, then the
+run): create the thread, read its history, store the user's message, record
+the run, append five events, store the answer, finish the run. The figure is
+turns per second; afterwards every thread is checked to hold its two messages,
+its five events and its finished run.
 
     .venv/bin/python bench/store.py                   # memory, sqlite, postgresql
-    .venv/bin/python bench/store.py --stores sqlite --writers 50
+    .venv/bin/python bench/store.py --stores sqlite --writers 50 --bench turns
 
 PostgreSQL is ``$CHATGATE_BENCH_PG_URL`` (default the local ``test`` database);
 the run uses a fresh schema and drops it at the end.
@@ -28,10 +36,21 @@ from typing import Any
 
 import asyncpg
 
+from chatgate.models import RunRecord, new_id
 from chatgate.store import Store, StoreOptions, open_store
 
 PG_URL = os.environ.get("CHATGATE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PAYLOAD = {"text": "I will work out 6*7 with the calculator, then answer in a sentence."}
+QUESTION = "what is 6*7?"
+ANSWER = "6*7 = 42."
+TURN_EVENTS = (
+    ("agent_started", {"agent": "demo"}),
+    ("agent_thinking", PAYLOAD),
+    ("tool_started", {"tool": "calculator", "input": {"expression": "6*7"}}),
+    ("tool_completed", {"tool": "calculator", "output": "42"}),
+    ("agent_completed", {"text": ANSWER, "status": "completed"}),
+)
+INSTANCE = "bench:1"
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +84,7 @@ async def check(store: Store, thread_ids: list[str], events: int) -> None:
         assert ids == list(range(1, events + 1)), f"{thread_id}: {len(ids)} events"
 
 
-async def measure(kind: str, args: argparse.Namespace) -> float:
+async def measure_events(kind: str, args: argparse.Namespace) -> float:
     """Events per second for one store kind."""
     async with store_url(kind) as url:
         store = open_store(url, StoreOptions(batch_ms=args.batch_ms, batch_max=args.batch_max))
@@ -84,6 +103,56 @@ async def measure(kind: str, args: argparse.Namespace) -> float:
     return args.writers * args.events / elapsed
 
 
+async def turn(store: Store, owner: str) -> str:
+    """One chat round trip's store calls, each awaited as the gateway awaits it; the thread id."""
+    thread = await store.create_thread(owner, QUESTION)
+    await store.list_messages(thread.id)
+    run_id = new_id("run")
+    await store.add_message(thread.id, "user", QUESTION, run_id)
+    await store.record_run(RunRecord(run_id, thread.id, owner, INSTANCE))
+    for kind, payload in TURN_EVENTS:
+        await store.append_event(thread.id, run_id, kind, payload)
+    await store.add_message(thread.id, "assistant", ANSWER, run_id)
+    await store.finish_run(run_id, "completed")
+    return thread.id
+
+
+async def user(store: Store, owner: str, turns: int) -> list[str]:
+    """``turns`` chat turns of one user, one after the other; their thread ids."""
+    return [await turn(store, owner) for _ in range(turns)]
+
+
+async def check_turns(store: Store, owner: str, thread_ids: list[str]) -> None:
+    """Every turn's thread holds its two messages, its five events and its finished run."""
+    for thread_id in thread_ids:
+        roles = [m.role for m in await store.list_messages(thread_id)]
+        assert roles == ["user", "assistant"], f"{thread_id}: {roles}"
+        logged = await store.events_after(thread_id, 0, 10)
+        assert [e.event_id for e in logged] == [1, 2, 3, 4, 5], f"{thread_id}: {len(logged)}"
+        run = await store.get_run(owner, str(logged[0].run_id))
+        assert run is not None, f"{thread_id}: no run"
+        assert run.status == "completed", f"{thread_id}: {run.status}"
+
+
+async def measure_turns(kind: str, args: argparse.Namespace) -> float:
+    """Chat turns per second for one store kind."""
+    async with store_url(kind) as url:
+        store = open_store(url, StoreOptions(batch_ms=args.batch_ms, batch_max=args.batch_max))
+        await store.start()
+        try:
+            owners = [f"user{i}" for i in range(args.users)]
+            # A short warm-up fills the connection pool and the statement caches.
+            await asyncio.gather(*(user(store, owner, 1) for owner in owners))
+            started = time.perf_counter()
+            threads = await asyncio.gather(*(user(store, o, args.turns) for o in owners))
+            elapsed = time.perf_counter() - started
+            for owner, thread_ids in zip(owners, threads, strict=True):
+                await check_turns(store, owner, thread_ids)
+        finally:
+            await store.close()
+    return args.users * args.turns / elapsed
+
+
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run on uvloop when installed, as the server does."""
     if importlib.util.find_spec("uvloop"):
@@ -96,21 +165,32 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 def main() -> None:
-    """Parse the options, measure each store, print one line per store."""
+    """Parse the options, measure each store, print one line per store and benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stores", default="memory,sqlite,postgresql")
+    parser.add_argument("--bench", default="events,turns", help="events, turns or both")
     parser.add_argument("--writers", type=int, default=200, help="concurrent writers (runs)")
     parser.add_argument("--events", type=int, default=100, help="events per writer")
+    parser.add_argument("--users", type=int, default=200, help="concurrent chatting users")
+    parser.add_argument("--turns", type=int, default=10, help="chat turns per user")
     parser.add_argument("--batch-ms", type=float, default=5.0)
     parser.add_argument("--batch-max", type=int, default=256)
     args = parser.parse_args()
+    benches = args.bench.split(",")
 
     async def measure_all() -> None:
-        total = args.writers * args.events
-        print(f"{args.writers} writers x {args.events} events = {total} events per store")
-        for kind in args.stores.split(","):
-            rate = await measure(kind, args)
-            print(f"{kind:<11} {rate:>10,.0f} persisted events/s")
+        if "events" in benches:
+            total = args.writers * args.events
+            print(f"{args.writers} writers x {args.events} events = {total} events per store")
+            for kind in args.stores.split(","):
+                rate = await measure_events(kind, args)
+                print(f"{kind:<11} {rate:>10,.0f} persisted events/s")
+        if "turns" in benches:
+            total = args.users * args.turns
+            print(f"{args.users} users x {args.turns} chat turns = {total} turns per store")
+            for kind in args.stores.split(","):
+                rate = await measure_turns(kind, args)
+                print(f"{kind:<11} {rate:>10,.0f} chat turns/s")
 
     run(measure_all)
 
