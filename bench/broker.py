@@ -52,13 +52,13 @@ HEADER = (
 )
 
 
-def frame(thread_id: str, event_id: int) -> str:
+def frame(thread_id: str, event_id: int) -> bytes:
     """A frame of the size of a typical agent event (about 230 bytes)."""
     return (
         f'{{"type":"agent_thinking","event_id":{event_id},"thread_id":"{thread_id}",'
         f'"run_id":"run_5f2b9c0e4d1a7b3c6e8f0a1b","ts":"2026-01-01T00:00:00.000Z",'
         f'"payload":{{"text":"Looking up the figures you asked for, step {event_id}"}}}}'
-    )
+    ).encode()
 
 
 class Counter:

@@ -96,7 +96,7 @@ def encode_delivery(delivery: Delivery) -> bytes:
     """
     if "\n" in delivery.thread_id:
         raise ValueError("a thread id cannot hold a newline")
-    return b"%s\n%d\n%s" % (delivery.thread_id.encode(), delivery.event_id, delivery.frame.encode())
+    return b"%s\n%d\n%s" % (delivery.thread_id.encode(), delivery.event_id, delivery.frame)
 
 
 def decode_delivery(data: bytes) -> Delivery:
@@ -106,7 +106,10 @@ def decode_delivery(data: bytes) -> Delivery:
         ValueError: ``data`` was not made by :func:`encode_delivery`.
     """
     thread_id, event_id, frame = data.split(b"\n", 2)
-    return Delivery(thread_id.decode(), int(event_id), frame.decode())
+    if not frame.isascii():
+        # Written as a text frame as it is: it must be UTF-8 (UnicodeDecodeError is a ValueError).
+        frame.decode()
+    return Delivery(thread_id.decode(), int(event_id), frame)
 
 
 def describe_url(url: str) -> str:

@@ -215,13 +215,13 @@ class Connection:
         # Written before subscribing, so it is the socket's first frame whatever
         # a run of this user publishes meanwhile, and no sender task is needed yet.
         try:
-            await self._send({"type": "websocket.send", "text": self._established(session)})
+            await self._write([self._established(session)])
         except OSError:
             raise _Disconnected from None
         self._outbox = Outbox(gw.settings.send_queue_bytes, self._wake_sender)
         self._unsubscribe = await gw.broker.subscribe(session.user_id, self._on_delivery)
 
-    def _established(self, session: Session) -> str:
+    def _established(self, session: Session) -> bytes:
         settings = self.gw.settings
         return encode(
             "connection_established",
@@ -424,7 +424,7 @@ class Connection:
             seen = self._seen[thread_id] = SeenRanges()
         return seen.add(event_id)
 
-    def _put(self, frame: str) -> None:
+    def _put(self, frame: bytes) -> None:
         if self._outbox is not None:
             self._outbox.put(frame)
 
@@ -490,12 +490,13 @@ class Connection:
                 self._closed = True
                 return
 
-    async def _write(self, frames: list[str]) -> None:
+    async def _write(self, frames: list[bytes]) -> None:
+        """Send text frames; raises OSError when the peer is gone."""
         if self._send_many:
-            await self._send({"type": SEND_MANY, "texts": frames})
+            await self._send({"type": SEND_MANY, "frames": frames})
             return
         for frame in frames:
-            await self._send({"type": "websocket.send", "text": frame})
+            await self._send({"type": "websocket.send", "text": frame.decode()})
 
     async def _finish_sending(self) -> None:
         """Write what is queued and the close (the client's, or 1000), then return."""

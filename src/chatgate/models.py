@@ -84,7 +84,8 @@ class Delivery:
 
     thread_id: str
     event_id: int
-    frame: str = field(repr=False)
+    frame: bytes = field(repr=False)
+    """The UTF-8 JSON text frame, as written to the socket."""
 
 
 RunStatus = Literal["running", "completed", "cancelled", "failed", "interrupted"]

@@ -36,7 +36,7 @@ class Outbox:
     def __init__(
         self, limit_bytes: int, wake: Callable[[], None], batch_bytes: int = BATCH_BYTES
     ) -> None:
-        self._frames: deque[str | CloseFrame] | None = None
+        self._frames: deque[bytes | CloseFrame] | None = None
         self._bytes = 0
         self._limit = limit_bytes
         self._batch_bytes = batch_bytes
@@ -48,11 +48,11 @@ class Outbox:
         """Whether a close has been queued; later frames are dropped."""
         return self._closing
 
-    def put(self, frame: str) -> None:
+    def put(self, frame: bytes) -> None:
         """Queue a frame; past the byte budget the queue is replaced by a 4102 close."""
         if self._closing:
             return
-        size = _utf8_size(frame)
+        size = len(frame)
         if self._bytes + size > self._limit:
             self._frames = None
             self._bytes = 0
@@ -68,7 +68,7 @@ class Outbox:
         self._closing = True
         self._append(CloseFrame(code, detail))
 
-    def pop(self) -> list[str] | CloseFrame | None:
+    def pop(self) -> list[bytes] | CloseFrame | None:
         """The next frames in order, else the close when it is next, else None.
 
         Frames come as a batch written at once: every frame queued before the
@@ -82,13 +82,13 @@ class Outbox:
             assert isinstance(close, CloseFrame)  # noqa: S101 - checked just above
             self._frames = None
             return close
-        taken: list[str] = []
+        taken: list[bytes] = []
         size = 0
         while frames:
             item = frames[0]
             if isinstance(item, CloseFrame):
                 break
-            item_size = _utf8_size(item)
+            item_size = len(item)
             if taken and size + item_size > self._batch_bytes:
                 break
             frames.popleft()
@@ -100,13 +100,8 @@ class Outbox:
             self._frames = None
         return taken
 
-    def _append(self, item: str | CloseFrame) -> None:
+    def _append(self, item: bytes | CloseFrame) -> None:
         if self._frames is None:
             self._frames = deque()
         self._frames.append(item)
         self._wake()
-
-
-def _utf8_size(frame: str) -> int:
-    # Most frames are ASCII: isascii() is a scan without a copy, encode() only when needed.
-    return len(frame) if frame.isascii() else len(frame.encode())

@@ -221,8 +221,11 @@ def encode(
     run_id: str | None = None,
     event_id: int | None = None,
     ts: str | None = None,
-) -> str:
-    """Encode a server frame in the common envelope."""
+) -> bytes:
+    """Encode a server frame in the common envelope, as the UTF-8 text frame's payload.
+
+    Frames stay bytes from here to the socket: the send path writes them as they are.
+    """
     return orjson.dumps(
         {
             "type": kind,
@@ -232,12 +235,12 @@ def encode(
             "ts": ts or timestamp(),
             "payload": payload,
         }
-    ).decode()
+    )
 
 
 def error_frame(
     code: ErrorCode, message: str, correlation_id: str, client_id: str | int | None
-) -> str:
+) -> bytes:
     """Encode an ``error`` frame; the socket stays open."""
     payload: dict[str, Any] = {
         "code": code.value,

@@ -42,7 +42,7 @@ class AgentContractError(Exception):
     """The agent broke the interface of PROTOCOL.md section 7."""
 
 
-def event_frame(event: StoredEvent) -> str:
+def event_frame(event: StoredEvent) -> bytes:
     """Encode a stored event; live delivery and ``resume`` send the same bytes."""
     return encode(
         event.type,

@@ -1,9 +1,10 @@
 """An ASGI extension of chatgate's server: several text frames in one message, one write.
 
 A server that offers it puts ``SEND_MANY_EXTENSION`` in the scope's
-``extensions``; the app may then send ``{"type": SEND_MANY, "texts": [...]}``,
-which frames every text in order and writes them with one system call. Under
-any other ASGI server the app sends one ``websocket.send`` per frame.
+``extensions``; the app may then send ``{"type": SEND_MANY, "frames": [...]}``,
+where each item is the UTF-8 payload of one text frame (bytes), and the server
+frames them in order and writes them with one system call. Under any other
+ASGI server the app sends one ``websocket.send`` per frame.
 """
 
 from __future__ import annotations
@@ -27,16 +28,15 @@ def offers_send_many(scope: Mapping[str, Any]) -> bool:
     return SEND_MANY_EXTENSION in scope.get("extensions", ())
 
 
-def serialize_text_frames(texts: Iterable[str]) -> bytes:
-    """The bytes of one unfragmented, unmasked text frame per text (RFC 6455 section 5.2).
+def serialize_text_frames(payloads: Iterable[bytes]) -> bytes:
+    """One unfragmented, unmasked text frame per UTF-8 payload (RFC 6455 section 5.2).
 
     What a server writes when no extension (compression) is in use; websockets'
     general serializer builds a frame object per frame and costs six times as much.
     """
     parts: list[bytes] = []
     append = parts.append
-    for text in texts:
-        data = text.encode()
+    for data in payloads:
         size = len(data)
         if size < _LENGTH_16:
             append(bytes((_FIN_TEXT, size)))

@@ -97,14 +97,14 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         denial response and then logs an error for every refused upgrade.
         """
         if message["type"] == SEND_MANY:
-            await self._send_many(message["texts"])
+            await self._send_many(message["frames"])
             return
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
 
-    async def _send_many(self, texts: Any) -> None:
-        """Frame every text and write them all at once, as ``websocket.send`` does one.
+    async def _send_many(self, frames: Any) -> None:
+        """Frame every UTF-8 payload as text and write them all at once.
 
         Raises:
             ClientDisconnected: the peer is gone, or a close was already sent.
@@ -120,11 +120,11 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected
         if conn.extensions or conn.expect_continuation_frame:
             # Compression: websockets encodes each frame through its extensions.
-            for text in texts:
-                conn.send_text(text.encode())
+            for frame in frames:
+                conn.send_text(frame)
             self.transport.write(b"".join(conn.data_to_send()))
             return
-        self.transport.write(b"".join([*conn.data_to_send(), serialize_text_frames(texts)]))
+        self.transport.write(b"".join([*conn.data_to_send(), serialize_text_frames(frames)]))
 
     def handle_parser_exception(self) -> None:
         """The frame parser failed the connection (oversize, broken frame)."""

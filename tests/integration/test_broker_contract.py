@@ -89,7 +89,7 @@ class Inbox:
 def event(thread_id: str, event_id: int, text: str = "") -> Delivery:
     frame = f'{{"type":"agent_thinking","thread_id":"{thread_id}","event_id":{event_id},'
     frame += f'"payload":{{"text":"{text or event_id}"}}}}'
-    return Delivery(thread_id, event_id, frame)
+    return Delivery(thread_id, event_id, frame.encode())
 
 
 async def test_events_reach_every_socket_of_the_user_on_every_instance_in_order(

@@ -42,7 +42,7 @@ class Inbox:
 
 
 def _event(event_id: int) -> Delivery:
-    return Delivery("th_1", event_id, f'{{"type":"agent_thinking","event_id":{event_id}}}')
+    return Delivery("th_1", event_id, b'{"type":"agent_thinking","event_id":%d}' % event_id)
 
 
 async def _until_ping_answers(broker: Broker) -> None:

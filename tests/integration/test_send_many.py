@@ -53,10 +53,10 @@ class _App:
             self.offered = offers_send_many(scope)
             assert (await receive())["type"] == "websocket.connect"
             await send({"type": "websocket.accept"})
-            await send({"type": SEND_MANY, "texts": self.texts})
+            await send({"type": SEND_MANY, "frames": [t.encode() for t in self.texts]})
             assert (await receive())["type"] == "websocket.disconnect"
             try:
-                await send({"type": SEND_MANY, "texts": ["too late"]})
+                await send({"type": SEND_MANY, "frames": [b"too late"]})
             except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
                 self.after_close = exc
         finally:

@@ -60,6 +60,6 @@ async def test_a_failing_sink_does_not_stop_the_others() -> None:
 
     await broker.subscribe("alice", broken)
     await broker.subscribe("alice", got.append)
-    delivery = Delivery("th_1", 1, "{}")
+    delivery = Delivery("th_1", 1, b"{}")
     await broker.publish("alice", delivery)
     assert got == [delivery]

@@ -16,7 +16,7 @@ from chatgate.models import Delivery
 
 
 def test_delivery_round_trips_with_the_frame_untouched() -> None:
-    frame = '{"type":"agent_thinking","payload":{"text":"two\\nlines \u00e9\u2603"}}\n'
+    frame = '{"type":"agent_thinking","payload":{"text":"two\\nlines \u00e9\u2603"}}\n'.encode()
     delivery = Delivery("th_abc", 42, frame)
     decoded = decode_delivery(encode_delivery(delivery))
     assert decoded == delivery
@@ -24,13 +24,13 @@ def test_delivery_round_trips_with_the_frame_untouched() -> None:
 
 
 def test_the_frame_is_carried_verbatim_after_a_two_line_header() -> None:
-    encoded = encode_delivery(Delivery("th_1", 7, '{"a":1}'))
+    encoded = encode_delivery(Delivery("th_1", 7, b'{"a":1}'))
     assert encoded == b'th_1\n7\n{"a":1}'
 
 
 def test_a_thread_id_with_a_newline_is_refused() -> None:
     with pytest.raises(ValueError, match="newline"):
-        encode_delivery(Delivery("th\n1", 1, "{}"))
+        encode_delivery(Delivery("th\n1", 1, b"{}"))
 
 
 @pytest.mark.parametrize("data", [b"", b"th_1", b"th_1\nseven\n{}", b"th_1\n1\n\xff"])

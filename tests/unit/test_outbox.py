@@ -20,9 +20,9 @@ def outbox_of(limit: int) -> Outbox:
     return Outbox(limit, Wakes())
 
 
-def drain(outbox: Outbox) -> list[str | CloseFrame]:
+def drain(outbox: Outbox) -> list[bytes | CloseFrame]:
     """Everything queued, up to and including a close, batches flattened."""
-    items: list[str | CloseFrame] = []
+    items: list[bytes | CloseFrame] = []
     while (item := outbox.pop()) is not None:
         if isinstance(item, CloseFrame):
             items.append(item)
@@ -32,9 +32,9 @@ def drain(outbox: Outbox) -> list[str | CloseFrame]:
     return items
 
 
-def batches(outbox: Outbox) -> list[list[str] | CloseFrame]:
+def batches(outbox: Outbox) -> list[list[bytes] | CloseFrame]:
     """Everything queued, as the sender takes it."""
-    taken: list[list[str] | CloseFrame] = []
+    taken: list[list[bytes] | CloseFrame] = []
     while (item := outbox.pop()) is not None:
         taken.append(item)
     return taken
@@ -43,44 +43,44 @@ def batches(outbox: Outbox) -> list[list[str] | CloseFrame]:
 def test_frames_come_out_in_order() -> None:
     outbox = outbox_of(1024)
     for n in range(10):
-        outbox.put(f"frame-{n}")
-    assert drain(outbox) == [f"frame-{n}" for n in range(10)]
+        outbox.put(f"frame-{n}".encode())
+    assert drain(outbox) == [f"frame-{n}".encode() for n in range(10)]
 
 
 def test_an_empty_outbox_pops_nothing() -> None:
     outbox = outbox_of(1024)
     assert outbox.pop() is None
-    outbox.put("a")
-    assert outbox.pop() == ["a"]
+    outbox.put(b"a")
+    assert outbox.pop() == [b"a"]
     assert outbox.pop() is None
 
 
 def test_every_queued_item_wakes_the_sender() -> None:
     wakes = Wakes()
     outbox = Outbox(1024, wakes)
-    outbox.put("a")
-    outbox.put("b")
+    outbox.put(b"a")
+    outbox.put(b"b")
     outbox.close(CloseCode.NORMAL)
-    outbox.put("dropped")
+    outbox.put(b"dropped")
     outbox.close(CloseCode.SLOW_CONSUMER)
     assert wakes.count == 3
 
 
 def test_close_comes_after_the_frames_queued_before_it() -> None:
     outbox = outbox_of(1024)
-    outbox.put("a")
-    outbox.put("b")
+    outbox.put(b"a")
+    outbox.put(b"b")
     outbox.close(CloseCode.SERVICE_RESTART, "draining")
     assert outbox.closing is True
-    assert drain(outbox) == ["a", "b", CloseFrame(CloseCode.SERVICE_RESTART, "draining")]
+    assert drain(outbox) == [b"a", b"b", CloseFrame(CloseCode.SERVICE_RESTART, "draining")]
 
 
 def test_frames_after_the_close_are_dropped() -> None:
     outbox = outbox_of(1024)
-    outbox.put("a")
+    outbox.put(b"a")
     outbox.close(CloseCode.NORMAL)
-    outbox.put("late")
-    assert drain(outbox) == ["a", CloseFrame(CloseCode.NORMAL, "")]
+    outbox.put(b"late")
+    assert drain(outbox) == [b"a", CloseFrame(CloseCode.NORMAL, "")]
     assert outbox.pop() is None
 
 
@@ -94,9 +94,9 @@ def test_first_close_wins() -> None:
 
 def test_overflow_replaces_the_queue_with_a_4102_close() -> None:
     outbox = outbox_of(10)
-    outbox.put("12345")
-    outbox.put("6789")
-    outbox.put("ab")
+    outbox.put(b"12345")
+    outbox.put(b"6789")
+    outbox.put(b"ab")
     assert outbox.closing is True
     items = drain(outbox)
     assert len(items) == 1
@@ -108,87 +108,87 @@ def test_overflow_replaces_the_queue_with_a_4102_close() -> None:
 
 def test_filling_exactly_to_the_limit_is_allowed() -> None:
     outbox = outbox_of(10)
-    outbox.put("12345")
-    outbox.put("67890")
+    outbox.put(b"12345")
+    outbox.put(b"67890")
     assert outbox.closing is False
-    assert drain(outbox) == ["12345", "67890"]
+    assert drain(outbox) == [b"12345", b"67890"]
 
 
 def test_a_single_frame_over_the_limit_closes() -> None:
     outbox = outbox_of(10)
-    outbox.put("x" * 11)
+    outbox.put(b"x" * 11)
     assert drain(outbox) == [CloseFrame(CloseCode.SLOW_CONSUMER, "send queue over 10 bytes")]
 
 
 def test_the_budget_counts_utf8_bytes_not_characters() -> None:
-    # Frames go out as UTF-8: 5 two-byte characters are 10 bytes.
+    # Frames are UTF-8: 5 two-byte characters are 10 bytes.
     outbox = outbox_of(8)
-    outbox.put("é" * 5)
+    outbox.put("é".encode() * 5)
     assert outbox.closing is True
     assert [type(item) for item in drain(outbox)] == [CloseFrame]
 
 
 def test_overflow_after_an_earlier_close_keeps_the_first_close() -> None:
     outbox = outbox_of(4)
-    outbox.put("ab")
+    outbox.put(b"ab")
     outbox.close(CloseCode.NORMAL, "bye")
-    outbox.put("cdefgh")
-    assert drain(outbox) == ["ab", CloseFrame(CloseCode.NORMAL, "bye")]
+    outbox.put(b"cdefgh")
+    assert drain(outbox) == [b"ab", CloseFrame(CloseCode.NORMAL, "bye")]
 
 
 def test_reading_frees_the_budget() -> None:
     outbox = outbox_of(6)
     for _ in range(20):
-        outbox.put("abc")
-        outbox.put("def")
-        assert drain(outbox) == ["abc", "def"]
+        outbox.put(b"abc")
+        outbox.put(b"def")
+        assert drain(outbox) == [b"abc", b"def"]
     assert outbox.closing is False
 
 
 def test_everything_queued_comes_out_as_one_batch() -> None:
     outbox = outbox_of(1024)
     for n in range(5):
-        outbox.put(f"event-{n}")
-    assert batches(outbox) == [[f"event-{n}" for n in range(5)]]
+        outbox.put(f"event-{n}".encode())
+    assert batches(outbox) == [[f"event-{n}".encode() for n in range(5)]]
 
 
 def test_the_close_is_never_part_of_a_batch() -> None:
     outbox = outbox_of(1024)
-    outbox.put("a")
-    outbox.put("b")
+    outbox.put(b"a")
+    outbox.put(b"b")
     outbox.close(CloseCode.NORMAL, "bye")
-    assert batches(outbox) == [["a", "b"], CloseFrame(CloseCode.NORMAL, "bye")]
+    assert batches(outbox) == [[b"a", b"b"], CloseFrame(CloseCode.NORMAL, "bye")]
 
 
 def test_a_batch_stops_at_its_byte_budget() -> None:
     outbox = Outbox(1024, Wakes(), batch_bytes=10)
-    for frame in ("1234", "5678", "90ab", "cd"):
+    for frame in (b"1234", b"5678", b"90ab", b"cd"):
         outbox.put(frame)
-    assert batches(outbox) == [["1234", "5678"], ["90ab", "cd"]]
+    assert batches(outbox) == [[b"1234", b"5678"], [b"90ab", b"cd"]]
 
 
 def test_a_frame_larger_than_the_batch_budget_goes_alone() -> None:
     outbox = Outbox(1024, Wakes(), batch_bytes=4)
-    outbox.put("a")
-    outbox.put("x" * 50)
-    outbox.put("b")
-    assert batches(outbox) == [["a"], ["x" * 50], ["b"]]
+    outbox.put(b"a")
+    outbox.put(b"x" * 50)
+    outbox.put(b"b")
+    assert batches(outbox) == [[b"a"], [b"x" * 50], [b"b"]]
 
 
 def test_frames_put_after_a_pop_form_the_next_batch() -> None:
     outbox = outbox_of(1024)
-    outbox.put("a")
-    assert outbox.pop() == ["a"]
-    outbox.put("b")
-    outbox.put("c")
-    assert outbox.pop() == ["b", "c"]
+    outbox.put(b"a")
+    assert outbox.pop() == [b"a"]
+    outbox.put(b"b")
+    outbox.put(b"c")
+    assert outbox.pop() == [b"b", b"c"]
     assert outbox.pop() is None
 
 
 def test_popping_a_batch_frees_its_bytes() -> None:
     outbox = outbox_of(8)
-    outbox.put("abcd")
-    outbox.put("efgh")
-    assert outbox.pop() == ["abcd", "efgh"]
-    outbox.put("ijklmnop")
+    outbox.put(b"abcd")
+    outbox.put(b"efgh")
+    assert outbox.pop() == [b"abcd", b"efgh"]
+    outbox.put(b"ijklmnop")
     assert outbox.closing is False

@@ -17,19 +17,21 @@ def _reference(text: str) -> bytes:
 )
 def test_each_length_encoding_matches_websockets(size: int) -> None:
     text = "x" * size
-    assert serialize_text_frames([text]) == _reference(text)
+    assert serialize_text_frames([text.encode()]) == _reference(text)
 
 
 def test_the_length_counts_utf8_bytes() -> None:
     # 63 two-byte characters: 126 bytes, the first length that needs 16 bits.
     text = "é" * 63
-    assert serialize_text_frames([text]) == _reference(text)
-    assert serialize_text_frames([text])[1] == 126
+    assert serialize_text_frames([text.encode()]) == _reference(text)
+    assert serialize_text_frames([text.encode()])[1] == 126
 
 
 def test_frames_are_concatenated_in_order() -> None:
     texts = ["first", "é" * 200, "", '{"type":"pong"}', "y" * 70_000]
-    assert serialize_text_frames(texts) == b"".join(_reference(t) for t in texts)
+    assert serialize_text_frames([t.encode() for t in texts]) == b"".join(
+        _reference(t) for t in texts
+    )
 
 
 def test_nothing_for_no_texts() -> None:
