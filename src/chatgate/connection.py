@@ -465,6 +465,9 @@ class Connection:
     async def _drain(self) -> None:
         outbox = self._outbox
         assert outbox is not None  # noqa: S101 - only woken by the outbox
+        # Let the tasks that are ready run first: a message's ack and the run it
+        # started are queued one turn apart, and then they share one write.
+        await asyncio.sleep(0)
         idle_turns = 0
         while True:
             item = outbox.pop()
