@@ -1,8 +1,8 @@
 """Profile chatgate under the harness's load with py-spy: where the server's CPU goes.
 
 ``python -m bench.profiling --scenario chat`` starts chatgate as the harness
-does, loads it with one scenario, samples it with ``py-spy record`` (installed
-separately: ``pip install py-spy``) and prints the functions with the most
+does, loads it with one scenario, samples it with ``py-spy record`` (part of
+the bench extra) and prints the functions with the most
 samples, by own time and by inclusive time, as shares of the busy samples.
 """
 

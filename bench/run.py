@@ -167,7 +167,8 @@ METHOD = """\
   broker, `CHATGATE_LOG_LEVEL=WARNING`, no compression), with the bench agent
   (`bench/bench_agent.py`: the demo agent, plus `stream N`). Rate and per-user limits are
   raised so that load, not policy, decides; every load socket is its own user. Tokens go in
-  `Authorization: Bearer`.
+  `Authorization: Bearer`; each load user's token is minted once and reused when it
+  reconnects, as a client does, so the handshake figure is the server's cost, not PyJWT's.
 - **chatgate, SQLite store**: the same, with `CHATGATE_DATABASE_URL=sqlite:///...` (a file in
   the run's scratch directory), on the scenarios that write events.
 - **python-socketio** (`bench/server_socketio.py`): the same chat round trip written as its
@@ -189,9 +190,9 @@ latencies are measured from the send to the arrival of `agent_started` and `agen
 Event delivery counts every frame of `stream 100` runs reaching the clients. Idle memory is
 the growth of the server's RSS after a warm-up, divided by the authenticated sockets it holds.
 
-To see where chatgate's time goes under one of these loads:
-`.venv/bin/pip install py-spy && .venv/bin/python -m bench.profiling --scenario chat`
-(also `handshakes`, `echo`, `chat1000`, `stream`).
+To see where chatgate's time goes under one of these loads (py-spy comes with the bench extra):
+`.venv/bin/python -m bench.profiling --scenario chat` (also `handshakes`, `echo`, `chat1000`,
+`stream`; `--server uvicorn` profiles a baseline the same way).
 """
 
 
