@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from chatgate.api import api_routes
@@ -18,6 +18,7 @@ from chatgate.connection import Connection
 from chatgate.diagnostics import diagnostics_routes
 from chatgate.gateway import Gateway
 from chatgate.recovery import Recovery, instance_id_for
+from chatgate.startup import StartupFailed, start_with_retry
 
 CHAT_PATH = "/ws"
 
@@ -33,13 +34,27 @@ class GatewayApp:
     def __init__(self, gateway: Gateway, http: Starlette) -> None:
         self.gateway = gateway
         self.http = http
+        # Why startup failed, when it was a known reason: said instead of a traceback.
+        self.startup_error: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection (lifespan, HTTP or WebSocket)."""
         if scope["type"] == "websocket" and scope["path"] == CHAT_PATH:
             await Connection(self.gateway, scope, receive, send).serve()
+        elif scope["type"] == "lifespan":
+            await self.http(scope, receive, self._lifespan_reply(send))
         else:
             await self.http(scope, receive, send)
+
+    def _lifespan_reply(self, send: Send) -> Send:
+        async def reply(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.startup_error is not None:
+                # Starlette reports any startup failure as a traceback; a dependency
+                # that never came up is an operational fact, said in one line.
+                message = {"type": message["type"], "message": self.startup_error}
+            await send(message)
+
+        return reply
 
 
 async def _no_such_socket(websocket: WebSocket) -> None:
@@ -77,8 +92,13 @@ def create_app(gateway: Gateway) -> GatewayApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await gateway.store.start()
-        await gateway.broker.start()
+        timeout = gateway.settings.startup_timeout_s
+        try:
+            await start_with_retry("store", gateway.store.start, timeout)
+            await start_with_retry("broker", gateway.broker.start, timeout)
+        except StartupFailed as exc:
+            app.startup_error = f"chatgate: startup failed: {exc}"
+            raise
         await gateway.broker.on_control(gateway.runs.on_control)
         await gateway.health.start()
         await recovery.start()
@@ -101,4 +121,5 @@ def create_app(gateway: Gateway) -> GatewayApp:
         ],
         lifespan=lifespan,
     )
-    return GatewayApp(gateway, http)
+    app = GatewayApp(gateway, http)
+    return app

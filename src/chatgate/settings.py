@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     presence_ttl_s: PositiveFloat = 30.0
     broker_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "chatgate"
     broker_timeout_s: PositiveFloat = 2.0
+    # How long boot waits for an unavailable store or broker before exiting 3 (0: no wait).
+    startup_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
     @field_validator("jwt_algorithms")
     @classmethod
