@@ -12,6 +12,7 @@ import ast
 import math
 import operator
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -122,9 +123,30 @@ def _parse(expression: str) -> ast.Expression:
     except SyntaxError as error:
         msg = f"not a valid arithmetic expression: {expression!r}"
         raise CalculatorError(msg) from error
-    if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
-        raise CalculatorError(f"expression has more than {MAX_NODES} elements")
+    _check_size(_Shape.of(tree))
     return tree
+
+
+@dataclass(slots=True)
+class _Shape:
+    """What one walk over a tree tells: its size and whether it holds an operation."""
+
+    nodes: int
+    has_operation: bool
+
+    @classmethod
+    def of(cls, tree: ast.AST) -> _Shape:
+        nodes = 0
+        has_operation = False
+        for node in ast.walk(tree):
+            nodes += 1
+            has_operation = has_operation or isinstance(node, ast.BinOp)
+        return cls(nodes, has_operation)
+
+
+def _check_size(shape: _Shape) -> None:
+    if shape.nodes > MAX_NODES:
+        raise CalculatorError(f"expression has more than {MAX_NODES} elements")
 
 
 def _normalized(value: Number) -> Number:
@@ -142,6 +164,22 @@ def evaluate(expression: str) -> int | float:
     for division by zero, and when a limit on length, size or magnitude is hit.
     """
     return _normalized(_evaluate_node(_parse(expression).body))
+
+
+@dataclass(slots=True)
+class Arithmetic:
+    """Arithmetic found in free text: the expression, and its tree when already parsed."""
+
+    expression: str
+    tree: ast.Expression | None = None
+    shape: _Shape | None = None
+
+    def evaluate(self) -> int | float:
+        """What :func:`evaluate` gives for ``expression``, without parsing it again."""
+        if self.tree is None or self.shape is None:
+            return evaluate(self.expression)
+        _check_size(self.shape)
+        return _normalized(_evaluate_node(self.tree.body))
 
 
 # People write operators as they would on paper: "2^10", "3 x 4", the
@@ -183,20 +221,22 @@ def _trimmed(candidate: str) -> str:
     return candidate
 
 
-def _holds_arithmetic(candidate: str) -> bool:
-    """Tell whether ``candidate`` is an expression with at least one operation."""
+def _as_arithmetic(candidate: str) -> Arithmetic | None:
+    """``candidate`` as arithmetic when it is an expression with at least one operation."""
     if len(candidate) > MAX_EXPRESSION_LENGTH:
         # Too long to parse safely here; evaluate() reports the limit instead.
-        return _OPERATOR_BETWEEN_NUMBERS.search(candidate) is not None
+        found = _OPERATOR_BETWEEN_NUMBERS.search(candidate) is not None
+        return Arithmetic(candidate) if found else None
     try:
         tree = ast.parse(candidate, mode="eval")
     except SyntaxError:
-        return False
-    return any(isinstance(node, ast.BinOp) for node in ast.walk(tree))
+        return None
+    shape = _Shape.of(tree)
+    return Arithmetic(candidate, tree, shape) if shape.has_operation else None
 
 
-def extract_expression(text: str) -> str | None:
-    """Find arithmetic in free text and return it in Python syntax.
+def find_arithmetic(text: str) -> Arithmetic | None:
+    """Find arithmetic in free text, in Python syntax and parsed once.
 
     ``"what is 6*7?"`` gives ``"6*7"`` and ``"2^10"`` gives ``"2**10"``.
     Returns None when the text holds no operation on numbers, so ``"42"``
@@ -206,6 +246,14 @@ def extract_expression(text: str) -> str | None:
         text = pattern.sub(replacement, text)
     for match in _CANDIDATE.finditer(text):
         candidate = _trimmed(match.group())
-        if candidate and _holds_arithmetic(candidate):
-            return candidate
+        if candidate:
+            found = _as_arithmetic(candidate)
+            if found is not None:
+                return found
     return None
+
+
+def extract_expression(text: str) -> str | None:
+    """The expression :func:`find_arithmetic` finds in ``text``, or None."""
+    found = find_arithmetic(text)
+    return found.expression if found is not None else None

@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatgate.agents.calculator import CalculatorError, evaluate, extract_expression
+from chatgate.agents.calculator import Arithmetic, CalculatorError, find_arithmetic
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -46,11 +46,12 @@ def _greeting(turns: int) -> str:
     )
 
 
-def _calculate(expression: str) -> tuple[AgentEvent, str]:
+def _calculate(arithmetic: Arithmetic) -> tuple[AgentEvent, str]:
     """Run the calculator; return its ``tool_completed`` event and the answer text."""
+    expression = arithmetic.expression
     started = time.perf_counter()
     try:
-        result = evaluate(expression)
+        result = arithmetic.evaluate()
     except CalculatorError as error:
         duration_ms = (time.perf_counter() - started) * 1000
         event = _event(
@@ -91,17 +92,18 @@ class DemoAgent:
 
     async def run(self, history: Sequence[HistoryEntry], text: str) -> AsyncIterator[AgentEvent]:
         """Yield thinking, then the calculator's call and result if any, then the answer."""
-        expression = extract_expression(text)
-        if expression is None:
+        arithmetic = find_arithmetic(text)
+        if arithmetic is None:
             yield _event("agent_thinking", text="Reading your message.")
             await self._pause()
             yield _event("agent_completed", text=_greeting(len(history)))
             return
+        expression = arithmetic.expression
         yield _event("agent_thinking", text=f"I will work out {expression} with the calculator.")
         await self._pause()
         yield _event("tool_executing", tool_name=TOOL_NAME, arguments={"expression": expression})
         await self._pause()
-        tool_completed, answer = _calculate(expression)
+        tool_completed, answer = _calculate(arithmetic)
         yield tool_completed
         await self._pause()
         yield _event("agent_completed", text=answer)
