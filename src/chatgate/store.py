@@ -22,9 +22,9 @@ class StoreOptions:
     """Tuning shared by every backend; a backend ignores what it has no use for."""
 
     batch_ms: float = 5.0
-    """Longest wait of a batch of events gathered while the previous one was written."""
+    """Longest wait of a batch of writes gathered while the previous one was written."""
     batch_max: int = 256
-    """Most events written in one transaction."""
+    """Most writes (threads, messages, runs, events) in one transaction."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreOptions:

@@ -1,9 +1,13 @@
 """The PostgreSQL store (``postgresql://user@host:5432/db``), through asyncpg.
 
-For several gateway instances sharing one database. Event ids are allocated
-under the thread rows' locks, taken in thread-id order so that two instances
-flushing batches that share threads cannot deadlock. Concurrent migrators (say,
-a rolling deploy) are serialized by an advisory lock.
+For several gateway instances sharing one database. Statements run through
+SQLAlchemy's asyncio engine, on two pools: one for reads, each a single
+statement in autocommit mode (no BEGIN, no ROLLBACK), and a small one for
+write transactions, each one ``run_sync`` call, so that the group commit's
+batch never queues behind a crowd of readers for a connection. Event ids are
+allocated under the thread rows' locks, taken in thread-id order so that two
+instances flushing batches that share threads cannot deadlock. Concurrent
+migrators (say, a rolling deploy) are serialized by an advisory lock.
 
 URL query parameters ``search_path`` and ``application_name`` become
 PostgreSQL settings of every connection; the first schema of ``search_path``
@@ -12,30 +16,42 @@ is created when missing, so ``?search_path=chatgate`` keeps the tables apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Float, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, Row, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from chatgate.errors import ConfigError
 from chatgate.store import StoreOptions
-from chatgate.store_sql import SQLStore, dump_json, instances, load_json, threads
+from chatgate.store_sql import SQLStore, ThreadChange, dump_json, instances, load_json, threads
+
+T = TypeVar("T")
 
 _DRIVER = "postgresql+asyncpg"
 _SERVER_SETTINGS = ("search_path", "application_name")
 _CONNECT_TIMEOUT_S = 5.0
 _COMMAND_TIMEOUT_S = 30.0
 _POOL_TIMEOUT_S = 10.0
+# Connections are kept, never opened for a burst and closed after it: opening
+# one (TLS negotiation, authentication) costs more than many queries.
+_READER_POOL_SIZE = 10
+# The group commit writes one batch at a time; a heartbeat or a claim may overlap it.
+_WRITER_POOL_SIZE = 2
 # Any fixed 64-bit number works; every chatgate migrator must use the same one.
 _MIGRATION_LOCK = 0x63686174676174
 
-_ALLOCATE = text(
-    "UPDATE threads AS t SET last_event_id = t.last_event_id + v.n"
-    " FROM unnest(CAST(:ids AS text[]), CAST(:ns AS bigint[])) AS v(id, n)"
+_CHANGE = text(
+    "UPDATE threads AS t SET last_event_id = t.last_event_id + v.n,"
+    " updated_at = COALESCE(v.ts, t.updated_at)"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:ns AS bigint[]), CAST(:ts AS timestamptz[]))"
+    " AS v(id, n, ts)"
     " WHERE t.id = v.id RETURNING t.id, t.last_event_id"
 )
 
@@ -71,51 +87,82 @@ class PostgresStore(SQLStore):
         engine_url, server_settings = postgres_url(url)
         search_path = server_settings.get("search_path", "")
         self._schema = search_path.split(",")[0].strip().strip('"') or None
-        engine = create_async_engine(
-            engine_url,
-            json_serializer=dump_json,
-            json_deserializer=load_json,
-            pool_pre_ping=True,
-            pool_timeout=_POOL_TIMEOUT_S,
-            connect_args={
+        common: dict[str, Any] = {
+            "json_serializer": dump_json,
+            "json_deserializer": load_json,
+            "pool_pre_ping": True,
+            "pool_timeout": _POOL_TIMEOUT_S,
+            "connect_args": {
                 "timeout": _CONNECT_TIMEOUT_S,
                 "command_timeout": _COMMAND_TIMEOUT_S,
                 "server_settings": server_settings,
             },
+        }
+        self._reader = create_async_engine(
+            engine_url,
+            isolation_level="AUTOCOMMIT",
+            pool_size=_READER_POOL_SIZE,
+            max_overflow=0,
+            **common,
         )
-        super().__init__(engine, options or StoreOptions())
+        self._writer = create_async_engine(
+            engine_url, pool_size=_WRITER_POOL_SIZE, max_overflow=1, **common
+        )
+        super().__init__(options or StoreOptions())
 
-    async def _before_migrations(self, conn: AsyncConnection) -> None:
+    async def _run_query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+        async with self._reader.connect() as conn:
+            return list((await conn.execute(query, params)).all())
+
+    async def _run_transaction(self, work: Callable[[Connection], T]) -> T:
+        async with self._writer.begin() as conn:
+            return await conn.run_sync(work)
+
+    async def _dispose(self) -> None:
+        await self._writer.dispose()
+        await self._reader.dispose()
+
+    def _before_migrations(self, conn: Connection) -> None:
         # Held until the migration transaction ends: instances starting together
         # migrate one after the other, and the later ones find nothing to do.
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         if self._schema is not None:
             quoted = conn.dialect.identifier_preparer.quote(self._schema)
-            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
 
-    async def _allocate_event_ids(
-        self, conn: AsyncConnection, counts: Mapping[str, int]
+    def _change_threads(
+        self, conn: Connection, changes: Mapping[str, ThreadChange]
     ) -> dict[str, int]:
-        ids = sorted(counts)
+        ids = sorted(changes)
         if len(ids) > 1:
             # Lock the rows in id order first; one UPDATE over many rows locks
-            # them in whatever order its plan visits them.
-            await conn.execute(
+            # them in whatever order its plan visits them. NO KEY UPDATE is the
+            # lock the update takes anyway; unlike FOR UPDATE, it lets other
+            # transactions insert rows that refer to the thread.
+            conn.execute(
                 select(threads.c.id)
                 .where(threads.c.id.in_(ids))
                 .order_by(threads.c.id)
-                .with_for_update()
+                .with_for_update(key_share=True)
             )
-        result = await conn.execute(_ALLOCATE, {"ids": ids, "ns": [counts[i] for i in ids]})
+        times = [changes[i].updated_at for i in ids]
+        result = conn.execute(
+            _CHANGE,
+            {
+                "ids": ids,
+                "ns": [changes[i].events for i in ids],
+                "ts": [None if t is None else datetime.fromisoformat(t) for t in times],
+            },
+        )
         return {str(row.id): int(row.last_event_id) for row in result}
 
     def _database_epoch(self) -> ColumnElement[float]:
         return cast(func.extract("epoch", func.clock_timestamp()), Float)
 
-    async def _upsert_heartbeat(self, conn: AsyncConnection, instance_id: str) -> None:
+    def _upsert_heartbeat(self, conn: Connection, instance_id: str) -> None:
         now = self._database_epoch()
         statement = insert(instances).values(instance_id=instance_id, heartbeat_at=now)
-        await conn.execute(
+        conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[instances.c.instance_id], set_={"heartbeat_at": now}
             )

@@ -1,11 +1,19 @@
 """What the SQL stores share: the tables, the queries, group commit and error mapping.
 
-:class:`SQLStore` implements the ``Store`` interface on SQLAlchemy's asyncio
-API; ``store_sqlite`` and ``store_postgres`` add what differs per database (the
-engine, allocating event ids, the database clock, locking). The schema itself
+:class:`SQLStore` implements the ``Store`` interface with SQLAlchemy Core
+statements run on synchronous connections; ``store_sqlite`` and
+``store_postgres`` say how they run (SQLite: reads on the event loop, writes on
+a thread of its own; PostgreSQL: through asyncpg) and add what else differs per
+database (allocating event ids, the database clock, locking). The schema itself
 is created and changed by the Alembic migrations in ``chatgate.migrations``,
 applied by :meth:`SQLStore.start` and by ``chatgate migrate``; the tables here
 only describe it for queries.
+
+Every write of a chat turn (a thread, a message, a run starting or ending, an
+event) goes through one group commit: concurrent turns share transactions, and
+each caller's awaitable returns once the transaction holding its write has
+committed. A batch writes each table with one statement whatever the number of
+turns in it, and a write the database refuses fails its own caller only.
 
 Event ids are allocated by the database, in the transaction that stores the
 events: ``threads.last_event_id`` is raised by the number of new events of the
@@ -16,11 +24,10 @@ even when several processes write to one thread.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 from alembic import command
@@ -39,6 +46,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    bindparam,
     or_,
     select,
     text,
@@ -46,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from chatgate.errors import StoreUnavailable
@@ -54,6 +62,8 @@ from chatgate.group_commit import GroupCommit, GroupCommitClosed
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread, new_id
 from chatgate.protocol import timestamp
 from chatgate.store import StoreOptions
+
+T = TypeVar("T")
 
 MIGRATIONS = "chatgate:migrations"
 VERSION_TABLE = "chatgate_schema_version"
@@ -174,6 +184,175 @@ class NewEvent:
     ts: str
 
 
+@dataclass(frozen=True, slots=True)
+class NewThread:
+    """A thread waiting in the group commit."""
+
+    thread: Thread
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message waiting in the group commit; it also touches its thread."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run, starting at ``ts``, waiting in the group commit."""
+
+    run: RunRecord
+    ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndedRun:
+    """The end of a run waiting in the group commit."""
+
+    run_id: str
+    status: RunStatus
+    ts: str
+
+
+Write = NewThread | NewMessage | NewRun | EndedRun | NewEvent
+"""One store call's write, waiting in the group commit."""
+Written = Thread | Message | StoredEvent | None
+"""What a write gives its caller back once committed."""
+
+
+@dataclass(slots=True)
+class ThreadChange:
+    """What one batch does to a thread's row: new events, and the time of its newest message."""
+
+    events: int = 0
+    updated_at: str | None = None
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """A batch of writes sorted into one list of rows per statement, in submission order.
+
+    Built without the database; :meth:`place` then gives the messages and
+    events their threads' answer (which threads exist, their new last event
+    id) and every write its result.
+    """
+
+    writes: Sequence[Write]
+    new_threads: list[dict[str, Any]] = field(default_factory=list)
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    ended_runs: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[str, ThreadChange] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, writes: Sequence[Write]) -> BatchPlan:
+        """Sort ``writes``; the rows that depend on no thread's answer are ready at once."""
+        plan = cls(writes)
+        for write in writes:
+            if isinstance(write, NewEvent):
+                plan._change(write.thread_id).events += 1
+            elif isinstance(write, NewMessage):
+                plan._change(write.message.thread_id).updated_at = write.message.created_at
+            elif isinstance(write, NewThread):
+                thread = write.thread
+                plan.new_threads.append(
+                    {
+                        "id": thread.id,
+                        "owner": thread.owner,
+                        "title": thread.title,
+                        "created_at": thread.created_at,
+                        "updated_at": thread.updated_at,
+                        "last_event_id": 0,
+                    }
+                )
+            elif isinstance(write, NewRun):
+                run = write.run
+                plan.new_runs.append(
+                    {
+                        "run_id": run.run_id,
+                        "thread_id": run.thread_id,
+                        "owner": run.owner,
+                        "instance_id": run.instance_id,
+                        "status": "running",
+                        "started_at": write.ts,
+                    }
+                )
+            else:
+                plan.ended_runs.append(
+                    {"run": write.run_id, "status": write.status, "ts": write.ts}
+                )
+        # Rows of one table are updated in key order, so that two instances'
+        # batches lock them in the same order and cannot deadlock.
+        plan.ended_runs.sort(key=lambda row: str(row["run"]))
+        return plan
+
+    def _change(self, thread_id: str) -> ThreadChange:
+        change = self.changes.get(thread_id)
+        if change is None:
+            change = self.changes[thread_id] = ThreadChange()
+        return change
+
+    def place(self, last_event_ids: Mapping[str, int]) -> list[Written | Exception]:
+        """Fill the message and event rows; return each write's result, in order.
+
+        ``last_event_ids`` holds, for every changed thread that exists, its
+        ``last_event_id`` once raised by this batch's events; a message or an
+        event for any other thread fails with ``LookupError``.
+        """
+        next_id = {
+            thread: last - self.changes[thread].events + 1
+            for thread, last in last_event_ids.items()
+            if thread in self.changes
+        }
+        results: list[Written | Exception] = []
+        for write in self.writes:
+            if isinstance(write, NewEvent):
+                results.append(self._place_event(write, next_id))
+            elif isinstance(write, NewMessage):
+                results.append(self._place_message(write.message, next_id))
+            elif isinstance(write, NewThread):
+                results.append(write.thread)
+            else:
+                results.append(None)
+        return results
+
+    def _place_event(self, event: NewEvent, next_id: dict[str, int]) -> StoredEvent | Exception:
+        event_id = next_id.get(event.thread_id)
+        if event_id is None:
+            return LookupError(f"no thread {event.thread_id!r}")
+        next_id[event.thread_id] = event_id + 1
+        self.events.append(
+            {
+                "thread_id": event.thread_id,
+                "event_id": event_id,
+                "type": event.type,
+                "run_id": event.run_id,
+                "payload": event.encoded,
+                "created_at": event.ts,
+            }
+        )
+        return StoredEvent(
+            event.thread_id, event_id, event.type, event.run_id, event.payload, event.ts
+        )
+
+    def _place_message(self, message: Message, next_id: dict[str, int]) -> Message | Exception:
+        if message.thread_id not in next_id:
+            return LookupError(f"no thread {message.thread_id!r}")
+        self.messages.append(
+            {
+                "id": message.id,
+                "thread_id": message.thread_id,
+                "role": message.role,
+                "content": message.content,
+                "run_id": message.run_id,
+                "created_at": message.created_at,
+            }
+        )
+        return message
+
+
 def dump_json(value: Any) -> str:
     """The engines' JSON serializer; a ``str`` is taken as JSON that is already encoded."""
     if isinstance(value, str):
@@ -195,114 +374,69 @@ def upgrade_schema(connection: Connection) -> None:
 
 
 class SQLStore:
-    """The ``Store`` interface on a SQLAlchemy async engine; subclassed per database."""
+    """The ``Store`` interface in SQLAlchemy Core; subclassed per database.
+
+    A subclass runs what this class builds: :meth:`_run_query` a read,
+    :meth:`_run_transaction` a function of a connection inside a write
+    transaction, and :meth:`_dispose` closes every connection.
+    """
 
     kind = "sql"
 
-    def __init__(self, engine: AsyncEngine, options: StoreOptions) -> None:
-        self._engine = engine
-        self._events = GroupCommit[NewEvent, StoredEvent](
-            self._write_events, linger_s=options.batch_ms / 1000, max_items=options.batch_max
+    def __init__(self, options: StoreOptions) -> None:
+        self._writes = GroupCommit[Write, Written](
+            self._write, linger_s=options.batch_ms / 1000, max_items=options.batch_max
         )
 
     # Lifecycle
 
     async def start(self) -> None:
         """Connect and apply pending migrations."""
-        with self._guard():
-            async with self._transaction() as conn:
-                await self._before_migrations(conn)
-                await conn.run_sync(upgrade_schema)
+        await self._transact(self._migrate)
 
     async def close(self) -> None:
-        """Write the pending events, then close every connection."""
-        await self._events.close()
-        await self._engine.dispose()
+        """Write what is pending, then close every connection."""
+        await self._writes.close()
+        await self._dispose()
 
     async def ping(self) -> None:
         """Run ``SELECT 1``."""
-        with self._guard():
-            async with self._engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+        await self._read(_PING)
 
     # Threads and messages
 
     async def create_thread(self, owner: str, title: str) -> Thread:
-        """Create a thread owned by ``owner``."""
+        """Create a thread owned by ``owner``; returns once it is committed."""
         now = timestamp()
         thread = Thread(new_id("th"), owner, title, now, now)
-        row = {
-            "id": thread.id,
-            "owner": owner,
-            "title": title,
-            "created_at": now,
-            "updated_at": now,
-            "last_event_id": 0,
-        }
-        async with self._writing() as conn:
-            await conn.execute(threads.insert(), row)
+        await self._submit(NewThread(thread))
         return thread
 
     async def get_thread(self, owner: str, thread_id: str) -> Thread | None:
         """Return the thread when it belongs to ``owner``."""
-        query = select(*_THREAD_COLUMNS).where(threads.c.id == thread_id, threads.c.owner == owner)
-        rows = await self._read(query)
-        return _thread(rows[0]) if rows else None
+        rows = await self._read(_GET_THREAD, {"thread": thread_id, "owner": owner})
+        return Thread(*tuple(rows[0])) if rows else None
 
     async def list_threads(self, owner: str) -> list[Thread]:
         """Return ``owner``'s threads, most recently updated first."""
-        query = (
-            select(*_THREAD_COLUMNS)
-            .where(threads.c.owner == owner)
-            .order_by(threads.c.updated_at.desc(), threads.c.id.desc())
-        )
-        return [_thread(row) for row in await self._read(query)]
+        return [Thread(*tuple(row)) for row in await self._read(_LIST_THREADS, {"owner": owner})]
 
     async def add_message(
         self, thread_id: str, role: Role, content: str, run_id: str | None
     ) -> Message:
-        """Store a message and touch its thread, in one committed transaction.
+        """Store a message and touch its thread; returns after the group commit holding it.
 
         Raises:
             LookupError: no thread ``thread_id`` exists.
         """
-        now = timestamp()
-        message = Message(new_id("msg"), thread_id, role, content, run_id, now)
-        async with self._writing() as conn:
-            # The update comes first so that SQLite takes its write lock at once.
-            touched = await conn.execute(
-                update(threads).where(threads.c.id == thread_id).values(updated_at=now)
-            )
-            if touched.rowcount == 0:
-                raise LookupError(f"no thread {thread_id!r}")
-            await conn.execute(
-                messages.insert(),
-                {
-                    "id": message.id,
-                    "thread_id": thread_id,
-                    "role": role,
-                    "content": content,
-                    "run_id": run_id,
-                    "created_at": now,
-                },
-            )
+        message = Message(new_id("msg"), thread_id, role, content, run_id, timestamp())
+        await self._submit(NewMessage(message))
         return message
 
     async def list_messages(self, thread_id: str) -> list[Message]:
         """Return a thread's messages, oldest first."""
-        query = (
-            select(
-                messages.c.id,
-                messages.c.thread_id,
-                messages.c.role,
-                messages.c.content,
-                messages.c.run_id,
-                messages.c.created_at,
-            )
-            .where(messages.c.thread_id == thread_id)
-            .order_by(messages.c.seq)
-        )
-        return [Message(*tuple(row)) for row in await self._read(query)]
+        rows = await self._read(_LIST_MESSAGES, {"thread": thread_id})
+        return [Message(*tuple(row)) for row in rows]
 
     # The event log
 
@@ -319,103 +453,36 @@ class SQLStore:
         # caller instead of the whole batch it would have joined.
         encoded = orjson.dumps(payload).decode()
         new = NewEvent(thread_id, run_id, kind, payload, encoded, timestamp())
-        with self._guard():
-            return await self._events.submit(new)
+        return cast("StoredEvent", await self._submit(new))
 
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
         """Return up to ``limit`` events after ``after_event_id``, in order."""
-        query = (
-            select(
-                events.c.thread_id,
-                events.c.event_id,
-                events.c.type,
-                events.c.run_id,
-                events.c.payload,
-                events.c.created_at,
-            )
-            .where(events.c.thread_id == thread_id, events.c.event_id > after_event_id)
-            .order_by(events.c.event_id)
-            .limit(limit)
-        )
-        return [StoredEvent(*tuple(row)) for row in await self._read(query)]
-
-    async def _write_events(self, batch: list[NewEvent]) -> list[StoredEvent | Exception]:
-        """The group commit's writer: allocate ids per thread, insert, commit."""
-        counts = Counter(event.thread_id for event in batch)
-        async with self._writing() as conn:
-            last = await self._allocate_event_ids(conn, counts)
-            next_id = {
-                thread: last[thread] - n + 1 for thread, n in counts.items() if thread in last
-            }
-            rows: list[dict[str, Any]] = []
-            results: list[StoredEvent | Exception] = []
-            for event in batch:
-                event_id = next_id.get(event.thread_id)
-                if event_id is None:
-                    results.append(LookupError(f"no thread {event.thread_id!r}"))
-                    continue
-                next_id[event.thread_id] = event_id + 1
-                stored = StoredEvent(
-                    event.thread_id, event_id, event.type, event.run_id, event.payload, event.ts
-                )
-                results.append(stored)
-                rows.append(
-                    {
-                        "thread_id": stored.thread_id,
-                        "event_id": event_id,
-                        "type": stored.type,
-                        "run_id": stored.run_id,
-                        "payload": event.encoded,
-                        "created_at": stored.ts,
-                    }
-                )
-            if rows:
-                await conn.execute(events.insert(), rows)
-        return results
+        params = {"thread": thread_id, "after": after_event_id, "limit": limit}
+        return [StoredEvent(*tuple(row)) for row in await self._read(_EVENTS_AFTER, params)]
 
     # Runs and instances
 
     async def record_run(self, run: RunRecord) -> None:
-        """Remember a running run."""
-        async with self._writing() as conn:
-            await conn.execute(
-                runs.insert(),
-                {
-                    "run_id": run.run_id,
-                    "thread_id": run.thread_id,
-                    "owner": run.owner,
-                    "instance_id": run.instance_id,
-                    "status": "running",
-                    "started_at": timestamp(),
-                },
-            )
+        """Remember a running run; returns after the group commit holding it."""
+        await self._submit(NewRun(run, timestamp()))
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""
-        query = select(
-            runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id, runs.c.status
-        ).where(runs.c.run_id == run_id, runs.c.owner == owner)
-        rows = await self._read(query)
+        rows = await self._read(_GET_RUN, {"run": run_id, "owner": owner})
         if not rows:
             return None
         row = rows[0]
         return RunRecord(row.run_id, row.thread_id, row.owner, row.instance_id, status=row.status)
 
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
-        """Mark a running run as ended with ``status``."""
-        async with self._writing() as conn:
-            await conn.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id, runs.c.status == "running")
-                .values(status=status, finished_at=timestamp())
-            )
+        """Mark a running run as ended with ``status``; returns after the group commit."""
+        await self._submit(EndedRun(run_id, status, timestamp()))
 
     async def heartbeat(self, instance_id: str) -> None:
         """Record, by the database's clock, that ``instance_id`` is alive."""
-        async with self._writing() as conn:
-            await self._upsert_heartbeat(conn, instance_id)
+        await self._transact(lambda conn: self._upsert_heartbeat(conn, instance_id))
 
     async def claim_orphaned_runs(
         self, own_instance: str | None, stale_after_s: float | None
@@ -435,57 +502,96 @@ class SQLStore:
             reasons.append(runs.c.instance_id.not_in(alive))
         if not reasons:
             return []
-        orphaned = or_(*reasons)
+        # Locked in id order, as the group commit's batches lock the runs they
+        # end, so that a claim and a batch cannot deadlock.
+        orphaned = (
+            select(runs.c.run_id)
+            .where(runs.c.status == "running", or_(*reasons))
+            .order_by(runs.c.run_id)
+            .with_for_update(key_share=True)
+        )
         claim = (
             update(runs)
-            .where(runs.c.status == "running", orphaned)
+            .where(runs.c.status == "running", runs.c.run_id.in_(orphaned.scalar_subquery()))
             .values(status="interrupted", finished_at=timestamp())
             .returning(runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id)
         )
-        async with self._writing() as conn:
-            claimed = (await conn.execute(claim)).all()
-            ended = await self._runs_with_final_event(conn, claimed)
-        return [
-            RunRecord(run_id, thread_id, owner, instance, "interrupted", run_id in ended)
-            for run_id, thread_id, owner, instance in claimed
-        ]
+        return await self._transact(lambda conn: _claim(conn, claim))
 
-    async def _runs_with_final_event(
-        self, conn: AsyncConnection, claimed: Sequence[Row[Any]]
-    ) -> set[str]:
-        if not claimed:
-            return set()
-        query = select(events.c.run_id).where(
-            events.c.thread_id.in_({row.thread_id for row in claimed}),
-            events.c.run_id.in_([row.run_id for row in claimed]),
-            events.c.type.in_(TERMINAL_EVENTS),
-        )
-        return {row.run_id for row in await conn.execute(query)}
+    # The group commit
+
+    async def _submit(self, write: Write) -> Written:
+        with self._guard():
+            return await self._writes.submit(write)
+
+    async def _write(self, batch: list[Write]) -> list[Written | Exception]:
+        """The group commit's writer: the whole batch in one transaction.
+
+        When the database refuses the batch (a constraint, a value it cannot
+        keep), the writes are tried again one transaction each, so that the
+        write at fault fails its own caller only.
+        """
+        try:
+            return await self._write_together(batch)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            if len(batch) == 1:
+                raise
+        results: list[Written | Exception] = []
+        for index, write in enumerate(batch):
+            try:
+                results += await self._write_together([write])
+            except StoreUnavailable as exc:
+                # The writes before this one are committed; the rest are not tried.
+                return results + [exc] * (len(batch) - index)
+            except Exception as exc:  # noqa: BLE001 - not swallowed: its caller gets it
+                results.append(exc)
+        return results
+
+    async def _write_together(self, batch: Sequence[Write]) -> list[Written | Exception]:
+        plan = BatchPlan.of(batch)
+        return await self._transact(lambda conn: self._write_plan(conn, plan))
+
+    def _write_plan(self, conn: Connection, plan: BatchPlan) -> list[Written | Exception]:
+        if plan.new_threads:
+            conn.execute(threads.insert(), plan.new_threads)
+        last_event_ids = self._change_threads(conn, plan.changes) if plan.changes else {}
+        results = plan.place(last_event_ids)
+        if plan.messages:
+            conn.execute(messages.insert(), plan.messages)
+        if plan.new_runs:
+            conn.execute(runs.insert(), plan.new_runs)
+        if plan.ended_runs:
+            conn.execute(_END_RUN, plan.ended_runs)
+        if plan.events:
+            conn.execute(events.insert(), plan.events)
+        return results
 
     # What each database does its own way
 
-    async def _before_migrations(self, conn: AsyncConnection) -> None:
+    def _before_migrations(self, conn: Connection) -> None:
         """Prepare for migrating (lock out concurrent migrators, create a schema)."""
 
-    async def _allocate_event_ids(
-        self, conn: AsyncConnection, counts: Mapping[str, int]
+    def _change_threads(
+        self, conn: Connection, changes: Mapping[str, ThreadChange]
     ) -> dict[str, int]:
-        """Raise each thread's ``last_event_id`` by its count; return the new values.
+        """Apply each change to its thread's row; return the rows' new ``last_event_id``.
 
-        Threads that do not exist are missing from the answer. This default
-        updates one thread at a time, in id order, so concurrent writers lock
-        rows in the same order and cannot deadlock.
+        ``last_event_id`` rises by the change's events, ``updated_at`` becomes
+        its message's time when it has one. Threads that do not exist are
+        missing from the answer. This default updates one thread at a time, in
+        id order, so concurrent writers lock rows in the same order and cannot
+        deadlock.
         """
         last: dict[str, int] = {}
-        for thread_id in sorted(counts):
-            row = (
-                await conn.execute(
-                    update(threads)
-                    .where(threads.c.id == thread_id)
-                    .values(last_event_id=threads.c.last_event_id + counts[thread_id])
-                    .returning(threads.c.last_event_id)
-                )
-            ).first()
+        for thread_id in sorted(changes):
+            change = changes[thread_id]
+            values: dict[str, Any] = {"last_event_id": threads.c.last_event_id + change.events}
+            if change.updated_at is not None:
+                values["updated_at"] = change.updated_at
+            statement = update(threads).where(threads.c.id == thread_id).values(values)
+            row = conn.execute(statement.returning(threads.c.last_event_id)).first()
             if row is not None:
                 last[thread_id] = int(row[0])
         return last
@@ -494,31 +600,61 @@ class SQLStore:
         """The database's clock in seconds since the epoch, so that hosts need not agree."""
         raise NotImplementedError
 
-    async def _upsert_heartbeat(self, conn: AsyncConnection, instance_id: str) -> None:
+    def _upsert_heartbeat(self, conn: Connection, instance_id: str) -> None:
+        raise NotImplementedError
+
+    async def _run_query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+        """Run a read-only statement; return its rows."""
+        raise NotImplementedError
+
+    async def _run_transaction(self, work: Callable[[Connection], T]) -> T:
+        """Call ``work`` inside a write transaction, then commit; return what it returned."""
+        raise NotImplementedError
+
+    async def _dispose(self) -> None:
+        """Close every connection."""
         raise NotImplementedError
 
     # Plumbing
 
+    def _migrate(self, conn: Connection) -> None:
+        self._before_migrations(conn)
+        upgrade_schema(conn)
+
     def _guard(self) -> contextlib.AbstractContextManager[None]:
         return unavailable_on_driver_errors(self.kind)
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; SQLite overrides it to let one writer in at a time."""
-        async with self._engine.begin() as conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+    async def _read(
+        self, query: Executable, params: Mapping[str, Any] | None = None
+    ) -> list[Row[Any]]:
         with self._guard():
-            async with self._transaction() as conn:
-                yield conn
+            return await self._run_query(query, params or {})
 
-    async def _read(self, query: Any) -> list[Row[Any]]:
+    async def _transact(self, work: Callable[[Connection], T]) -> T:
         with self._guard():
-            async with self._engine.connect() as conn:
-                return list((await conn.execute(query)).all())
+            return await self._run_transaction(work)
 
+
+def _claim(conn: Connection, claim: Executable) -> list[RunRecord]:
+    """Run the claim; tell each claimed run whether its log already holds its final event."""
+    claimed = conn.execute(claim).all()
+    ended: set[str] = set()
+    if claimed:
+        query = select(events.c.run_id).where(
+            events.c.thread_id.in_({row.thread_id for row in claimed}),
+            events.c.run_id.in_([row.run_id for row in claimed]),
+            events.c.type.in_(TERMINAL_EVENTS),
+        )
+        ended = {row.run_id for row in conn.execute(query)}
+    return [
+        RunRecord(run_id, thread_id, owner, instance, "interrupted", run_id in ended)
+        for run_id, thread_id, owner, instance in claimed
+    ]
+
+
+# Statements built once: building and hashing a statement costs more than running it.
+
+_PING = text("SELECT 1")
 
 _THREAD_COLUMNS = (
     threads.c.id,
@@ -528,6 +664,49 @@ _THREAD_COLUMNS = (
     threads.c.updated_at,
 )
 
+_GET_THREAD = select(*_THREAD_COLUMNS).where(
+    threads.c.id == bindparam("thread"), threads.c.owner == bindparam("owner")
+)
 
-def _thread(row: Row[Any]) -> Thread:
-    return Thread(*tuple(row))
+_LIST_THREADS = (
+    select(*_THREAD_COLUMNS)
+    .where(threads.c.owner == bindparam("owner"))
+    .order_by(threads.c.updated_at.desc(), threads.c.id.desc())
+)
+
+_LIST_MESSAGES = (
+    select(
+        messages.c.id,
+        messages.c.thread_id,
+        messages.c.role,
+        messages.c.content,
+        messages.c.run_id,
+        messages.c.created_at,
+    )
+    .where(messages.c.thread_id == bindparam("thread"))
+    .order_by(messages.c.seq)
+)
+
+_EVENTS_AFTER = (
+    select(
+        events.c.thread_id,
+        events.c.event_id,
+        events.c.type,
+        events.c.run_id,
+        events.c.payload,
+        events.c.created_at,
+    )
+    .where(events.c.thread_id == bindparam("thread"), events.c.event_id > bindparam("after"))
+    .order_by(events.c.event_id)
+    .limit(bindparam("limit"))
+)
+
+_GET_RUN = select(
+    runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id, runs.c.status
+).where(runs.c.run_id == bindparam("run"), runs.c.owner == bindparam("owner"))
+
+_END_RUN = (
+    update(runs)
+    .where(runs.c.run_id == bindparam("run"), runs.c.status == "running")
+    .values(status=bindparam("status"), finished_at=bindparam("ts", type_=Timestamp()))
+)

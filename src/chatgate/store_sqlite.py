@@ -1,50 +1,82 @@
-"""The SQLite store: one file (``sqlite:///./chatgate.db``), WAL, through aiosqlite.
+"""The SQLite store: one file (``sqlite:///./chatgate.db``), in WAL mode, through ``sqlite3``.
 
-The default store: nothing to install or run. One process writes at a time
-(SQLite has one writer per file), so this process's writes queue on a lock
-instead of spinning in SQLite's busy handler; readers never wait, thanks to WAL.
+The default store: nothing to install or run. A statement on a local file
+takes microseconds, less than a hop to a driver thread costs on a busy event
+loop (the hop waits for the loop, and the thread for the GIL), so each kind of
+work runs where it costs least:
+
+- Reads run on the event loop, one statement each, on a connection that never
+  writes. In WAL mode a reader never waits for the writer. The rare "database
+  is busy" (another process recovering the file, say) is retried after an
+  asynchronous sleep, never in SQLite's busy handler, which would stop the loop.
+- Write transactions run on one thread of the store's own, each in one hop:
+  the group commit's batches, heartbeats, claims and migrations. SQLite lets
+  one writer in at a time anyway; a commit that waits (for another process's
+  lock, or a checkpoint's fsync) waits there, not on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, event, func, literal, select, update
+from sqlalchemy import bindparam, create_engine, event, func, literal, select, update
 from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from chatgate.errors import ConfigError
 from chatgate.store import StoreOptions
-from chatgate.store_sql import SQLStore, dump_json, instances, load_json, threads
+from chatgate.store_sql import (
+    SQLStore,
+    ThreadChange,
+    Timestamp,
+    dump_json,
+    instances,
+    load_json,
+    threads,
+)
 
-_DRIVER = "sqlite+aiosqlite"
-_BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
+
+_DRIVER = "sqlite+pysqlite"
+# aiosqlite was the driver once; URLs naming it keep working.
+_DRIVER_NAMES = frozenset({"sqlite", _DRIVER, "sqlite+aiosqlite"})
+_BUSY_TIMEOUT_S = 5.0
 _WAL_RETRY_S = 0.01
-_BEGIN_OPTION = "chatgate_sqlite_begin"
+_READ_RETRY_S = (0.001, 0.05)
+"""The first and the longest pause between two tries of a read the database found busy."""
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 _SECONDS_PER_DAY = 86400.0
 # SQLite allows 32766 parameters a statement; stay far below.
 _IDS_PER_SELECT = 1000
-_ALLOCATE = (
+_CHANGE = (
     update(threads)
     .where(threads.c.id == bindparam("thread"))
-    .values(last_event_id=threads.c.last_event_id + bindparam("n"))
+    .values(
+        last_event_id=threads.c.last_event_id + bindparam("n"),
+        updated_at=func.coalesce(bindparam("ts", type_=Timestamp()), threads.c.updated_at),
+    )
 )
-_PRAGMAS = (
-    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
+_WRITER_PRAGMAS = (
+    f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}",
     # In WAL mode NORMAL loses no commit when the process dies (only on power
     # loss or an OS crash), and saves an fsync per commit.
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
+)
+_READER_PRAGMAS = (
+    # Busy means "retry later" (see SQLiteStore._run_query), never "sleep on the loop".
+    "PRAGMA busy_timeout=0",
+    "PRAGMA query_only=ON",
 )
 
 
@@ -58,8 +90,8 @@ def sqlite_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError("CHATGATE_DATABASE_URL", "not a valid sqlite:/// URL") from None
-    if parsed.drivername not in {"sqlite", _DRIVER}:
-        raise ConfigError("CHATGATE_DATABASE_URL", f"use sqlite:/// (driver {_DRIVER})")
+    if parsed.drivername not in _DRIVER_NAMES:
+        raise ConfigError("CHATGATE_DATABASE_URL", "use sqlite:///path")
     database = parsed.database or ""
     if database in {"", ":memory:"}:
         raise ConfigError(
@@ -71,16 +103,44 @@ def sqlite_url(url: str) -> URL:
     return parsed.set(drivername=_DRIVER)
 
 
-def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
+def _engine(url: URL, configure: Callable[[Any, Any], None]) -> Engine:
+    """An engine of one connection, which ``configure`` sets up.
+
+    One is enough: the reader's statements never overlap (each runs to its end
+    on the loop), nor do the writer's (one thread).
+    """
+    engine = create_engine(
+        url,
+        json_serializer=dump_json,
+        json_deserializer=load_json,
+        poolclass=StaticPool,
+        connect_args={"check_same_thread": False},
+    )
+    event.listen(engine, "connect", configure)
+    return engine
+
+
+def _configure_writer(dbapi_connection: Any, _record: Any) -> None:
     # The driver's own transaction handling begins transactions only before
     # INSERT/UPDATE/DELETE, so DDL (migrations) would commit statement by
-    # statement; chatgate emits BEGIN itself instead (see _begin).
+    # statement; the writer emits BEGIN itself instead (see _begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in _PRAGMAS:
+        for pragma in _WRITER_PRAGMAS:
             cursor.execute(pragma)
         _enable_wal(cursor)
+    finally:
+        cursor.close()
+
+
+def _configure_reader(dbapi_connection: Any, _record: Any) -> None:
+    # Never BEGIN: each of the reader's statements is a transaction of its own.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _READER_PRAGMAS:
+            cursor.execute(pragma)
     finally:
         cursor.close()
 
@@ -91,14 +151,14 @@ def _enable_wal(cursor: Any) -> None:
     The switch needs an exclusive lock, and SQLite answers "database is locked"
     at once there instead of calling the busy handler.
     """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            # This runs in the driver's thread, never on the event loop.
+            # This runs on the writer's thread, never on the event loop.
             time.sleep(_WAL_RETRY_S)
         else:
             return
@@ -108,8 +168,12 @@ def _begin(conn: Connection) -> None:
     # A write transaction takes the write lock at BEGIN, waiting for it in the
     # busy handler; a deferred one that upgrades later fails at once when
     # another writer got in between.
-    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 class SQLiteStore(SQLStore):
@@ -118,47 +182,90 @@ class SQLiteStore(SQLStore):
     kind = "sqlite"
 
     def __init__(self, url: str, options: StoreOptions | None = None) -> None:
-        engine = create_async_engine(
-            sqlite_url(url),
-            json_serializer=dump_json,
-            json_deserializer=load_json,
-        )
-        event.listen(engine.sync_engine, "connect", _configure_connection)
-        event.listen(engine.sync_engine, "begin", _begin)
-        super().__init__(engine, options or StoreOptions())
-        self._writer = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-        self._write_lock = asyncio.Lock()
+        target = sqlite_url(url)
+        self._reader = _engine(target, _configure_reader)
+        self._writer = _engine(target, _configure_writer)
+        event.listen(self._writer, "begin", _begin)
+        # Kept from one read to the next: a checkout and a return to the pool
+        # cost as much as the query itself.
+        self._reading: Connection | None = None
+        # Started by the first write, so that a store never started holds no thread.
+        self._writer_thread: ThreadPoolExecutor | None = None
+        super().__init__(options or StoreOptions())
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self._write_lock, self._writer.begin() as conn:
-            yield conn
+    async def _run_query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+        pause, longest = _READ_RETRY_S
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self._query(query, params)
+            except OperationalError as exc:
+                if not _busy(exc) or loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, longest)
 
-    async def _allocate_event_ids(
-        self, conn: AsyncConnection, counts: Mapping[str, int]
+    def _query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+        conn = self._reading
+        if conn is None:
+            conn = self._reading = self._reader.connect()
+        try:
+            # Fetching every row ends the statement, and with it the read transaction.
+            return list(conn.execute(query, params).all())
+        except BaseException:
+            # A connection that failed is not trusted with the next read.
+            self._reading = None
+            conn.close()
+            raise
+
+    async def _run_transaction(self, work: Callable[[Connection], T]) -> T:
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="chatgate-sqlite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_thread, self._transaction, work)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self._writer.begin() as conn:
+            return work(conn)
+
+    async def _dispose(self) -> None:
+        thread, self._writer_thread = self._writer_thread, None
+        if thread is not None:
+            # Queued behind any transaction still running, so that none is cut short.
+            await asyncio.get_running_loop().run_in_executor(thread, self._writer.dispose)
+            thread.shutdown(wait=False)
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            reading.close()
+        self._reader.dispose()
+
+    def _change_threads(
+        self, conn: Connection, changes: Mapping[str, ThreadChange]
     ) -> dict[str, int]:
-        if len(counts) == 1:
-            return await super()._allocate_event_ids(conn, counts)
-        # Every statement is a trip to aiosqlite's thread: one executemany and
-        # one select instead of an UPDATE ... RETURNING per thread. SQLite's
-        # write lock, held since the first update, keeps the values ours.
-        ids = sorted(counts)
-        await conn.execute(_ALLOCATE, [{"thread": i, "n": counts[i]} for i in ids])
+        if len(changes) == 1:
+            return super()._change_threads(conn, changes)
+        # One executemany and one select instead of an UPDATE ... RETURNING per
+        # thread. SQLite's write lock, held since BEGIN IMMEDIATE, keeps the
+        # values ours.
+        ids = sorted(changes)
+        params = [{"thread": i, "n": changes[i].events, "ts": changes[i].updated_at} for i in ids]
+        conn.execute(_CHANGE, params)
         last: dict[str, int] = {}
         for start in range(0, len(ids), _IDS_PER_SELECT):
             chunk = ids[start : start + _IDS_PER_SELECT]
             query = select(threads.c.id, threads.c.last_event_id).where(threads.c.id.in_(chunk))
-            last.update({str(row.id): int(row.last_event_id) for row in await conn.execute(query)})
+            last.update({str(row.id): int(row.last_event_id) for row in conn.execute(query)})
         return last
 
     def _database_epoch(self) -> ColumnElement[float]:
         julian_now = func.julianday(literal("now"))
         return (julian_now - _UNIX_EPOCH_JULIAN_DAY) * _SECONDS_PER_DAY
 
-    async def _upsert_heartbeat(self, conn: AsyncConnection, instance_id: str) -> None:
+    def _upsert_heartbeat(self, conn: Connection, instance_id: str) -> None:
         now = self._database_epoch()
         statement = insert(instances).values(instance_id=instance_id, heartbeat_at=now)
-        await conn.execute(
+        conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[instances.c.instance_id], set_={"heartbeat_at": now}
             )

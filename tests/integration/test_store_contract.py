@@ -8,6 +8,7 @@ database are two gateway instances.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -338,3 +339,167 @@ async def test_appending_after_close_is_store_unavailable(url: str) -> None:
     await store.close()
     with pytest.raises(StoreUnavailable):
         await store.append_event(thread.id, "run", "agent_thinking", {})
+
+
+# Many writers at once: the group commit shares transactions between callers
+
+
+async def chat_turn(store: Store, owner: str, index: int) -> tuple[str, str]:
+    """The store calls of one chat round trip, in the gateway's order; (thread id, run id)."""
+    thread = await store.create_thread(owner, f"turn {index}")
+    assert await store.list_messages(thread.id) == []
+    run_id = f"run_{owner}_{index}"
+    user = await store.add_message(thread.id, "user", f"question {index}", run_id)
+    assert await store.list_messages(thread.id) == [user]
+    await store.record_run(RunRecord(run_id, thread.id, owner, "host:1"))
+    for kind in ("agent_started", "agent_thinking", "agent_completed"):
+        await store.append_event(thread.id, run_id, kind, {"turn": index})
+    await store.add_message(thread.id, "assistant", f"answer {index}", run_id)
+    await store.finish_run(run_id, "completed")
+    return thread.id, run_id
+
+
+async def test_concurrent_chat_turns_each_keep_their_own_writes(store: Store) -> None:
+    owners = [f"user{i}" for i in range(30)]
+    done = await asyncio.gather(*(chat_turn(store, owner, i) for i, owner in enumerate(owners)))
+    for index, (owner, (thread_id, run_id)) in enumerate(zip(owners, done, strict=True)):
+        kept = await store.get_thread(owner, thread_id)
+        assert kept is not None
+        assert kept.title == f"turn {index}"
+        said = await store.list_messages(thread_id)
+        assert [(m.role, m.content, m.run_id) for m in said] == [
+            ("user", f"question {index}", run_id),
+            ("assistant", f"answer {index}", run_id),
+        ]
+        assert kept.updated_at == said[-1].created_at
+        logged = await store.events_after(thread_id, 0, 10)
+        assert [(e.event_id, e.type, e.payload) for e in logged] == [
+            (1, "agent_started", {"turn": index}),
+            (2, "agent_thinking", {"turn": index}),
+            (3, "agent_completed", {"turn": index}),
+        ]
+        run = await store.get_run(owner, run_id)
+        assert run is not None
+        assert (run.thread_id, run.status) == (thread_id, "completed")
+
+
+async def test_a_write_for_an_unknown_thread_fails_alone_among_others(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    results = await asyncio.gather(
+        store.create_thread("bob", "new"),
+        store.add_message("th_missing", "user", "lost", None),
+        store.add_message(thread.id, "user", "kept", "run_1"),
+        store.append_event("th_missing", "run_1", "agent_started", {}),
+        store.record_run(run_record(thread.id, "host:1", "run_1")),
+        store.append_event(thread.id, "run_1", "agent_started", {}),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == [
+        "Thread",
+        "LookupError",
+        "Message",
+        "LookupError",
+        "NoneType",
+        "StoredEvent",
+    ]
+    assert [m.content for m in await store.list_messages(thread.id)] == ["kept"]
+    assert ids(await store.events_after(thread.id, 0, 10)) == [1]
+    assert await store.get_thread("bob", results[0].id) == results[0]  # type: ignore[union-attr]
+    run = await store.get_run("alice", "run_1")
+    assert run is not None
+    assert run.status == "running"
+
+
+async def test_a_write_the_database_refuses_fails_alone(store: Store, url: str) -> None:
+    if url == "memory://":
+        pytest.skip("the in-process store refuses nothing it is given")
+    thread = await store.create_thread("alice", "t")
+    await store.record_run(run_record(thread.id, "host:1", "run_taken"))
+    results = await asyncio.gather(
+        store.add_message(thread.id, "user", "before", None),
+        store.record_run(run_record(thread.id, "host:1", "run_taken")),
+        store.append_event(thread.id, "run_taken", "agent_started", {}),
+        store.record_run(run_record(thread.id, "host:1", "run_new")),
+        return_exceptions=True,
+    )
+    assert type(results[1]).__name__ == "IntegrityError"
+    assert not isinstance(results[1], StoreUnavailable)
+    assert [type(r).__name__ for r in (results[0], results[2], results[3])] == [
+        "Message",
+        "StoredEvent",
+        "NoneType",
+    ]
+    assert [m.content for m in await store.list_messages(thread.id)] == ["before"]
+    assert ids(await store.events_after(thread.id, 0, 10)) == [1]
+    assert await store.get_run("alice", "run_new") is not None
+
+
+async def test_a_run_ends_once_even_when_two_ends_share_a_batch(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    await store.record_run(run_record(thread.id, "host:1", "run_1"))
+    await asyncio.gather(
+        store.finish_run("run_1", "completed"), store.finish_run("run_1", "failed")
+    )
+    await store.finish_run("run_1", "cancelled")
+    run = await store.get_run("alice", "run_1")
+    assert run is not None
+    assert run.status == "completed"
+
+
+async def test_two_instances_writing_turns_to_the_same_threads(connect) -> None:
+    one, two = await connect(), await connect()
+    threads = [await one.create_thread("alice", f"t{i}") for i in range(8)]
+
+    async def writer(store: Store, order: list[str], name: str) -> None:
+        for thread_id in order:
+            await asyncio.gather(
+                store.add_message(thread_id, "user", name, None),
+                store.append_event(thread_id, name, "agent_thinking", {}),
+            )
+
+    forward = [t.id for t in threads]
+    # Opposite orders, batches of many threads each: the locks must not deadlock.
+    await asyncio.gather(
+        *(writer(one, forward, f"a{i}") for i in range(3)),
+        *(writer(two, forward[::-1], f"b{i}") for i in range(3)),
+    )
+    for thread in threads:
+        assert ids(await two.events_after(thread.id, 0, 10)) == [1, 2, 3, 4, 5, 6]
+        assert sorted(m.content for m in await one.list_messages(thread.id)) == [
+            "a0",
+            "a1",
+            "a2",
+            "b0",
+            "b1",
+            "b2",
+        ]
+
+
+async def test_sqlite_waits_for_another_process_without_stopping_the_loop(
+    url: str, opened: list[Store]
+) -> None:
+    if not url.startswith("sqlite"):
+        pytest.skip("only SQLite locks the whole file")
+    first = open_store(url)
+    await first.start()
+    thread = await first.create_thread("alice", "t")
+    await first.close()
+    other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        # Back to a rollback journal, where a writer's EXCLUSIVE lock shuts out readers too.
+        other.execute("PRAGMA journal_mode=DELETE")
+        other.execute("BEGIN EXCLUSIVE")
+        store = open_store(url)
+        opened.append(store)
+        read = asyncio.create_task(store.get_thread("alice", thread.id))
+        write = asyncio.create_task(store.create_thread("alice", "waiting"))
+        await asyncio.sleep(0.2)
+        # The loop ran meanwhile (this coroutine woke up); both calls still wait.
+        assert not read.done()
+        assert not write.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert await read == thread
+    created = await write
+    assert await store.get_thread("alice", created.id) == created

@@ -1,4 +1,7 @@
-"""Group commit: batching, caps, lingering, errors and cancellation, without a database."""
+"""Group commit, without a database: batching, caps, lingering, errors, cancellation.
+
+Also the SQL stores' batch plan: a batch of writes sorted into rows per statement.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,16 @@ import asyncio
 import pytest
 
 from chatgate.group_commit import GroupCommit, GroupCommitClosed
+from chatgate.models import Message, RunRecord, Thread
+from chatgate.store_sql import (
+    BatchPlan,
+    EndedRun,
+    NewEvent,
+    NewMessage,
+    NewRun,
+    NewThread,
+    ThreadChange,
+)
 
 
 class Recorder:
@@ -142,3 +155,83 @@ async def test_close_writes_what_is_pending_then_refuses() -> None:
 def test_max_items_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_items"):
         GroupCommit(Recorder().write, linger_s=0, max_items=0)
+
+
+# A batch of the SQL stores, sorted into rows per statement (no database either)
+
+
+def event(thread_id: str, n: int) -> NewEvent:
+    payload = {"n": n}
+    return NewEvent(thread_id, "run_1", "agent_thinking", payload, f'{{"n":{n}}}', f"ts{n}")
+
+
+def message(thread_id: str, content: str, created_at: str) -> Message:
+    return Message(f"msg_{content}", thread_id, "user", content, None, created_at)
+
+
+def test_a_plan_counts_each_threads_events_and_keeps_its_newest_message_time() -> None:
+    plan = BatchPlan.of(
+        [
+            event("th_a", 1),
+            NewMessage(message("th_b", "one", "2026-01-01T00:00:01.000Z")),
+            event("th_a", 2),
+            NewMessage(message("th_b", "two", "2026-01-01T00:00:02.000Z")),
+            NewThread(Thread("th_c", "alice", "t", "c", "c")),
+        ]
+    )
+    assert plan.changes == {
+        "th_a": ThreadChange(events=2, updated_at=None),
+        "th_b": ThreadChange(events=0, updated_at="2026-01-01T00:00:02.000Z"),
+    }
+    assert [row["id"] for row in plan.new_threads] == ["th_c"]
+
+
+def test_placing_numbers_events_after_each_threads_new_last_id_in_submission_order() -> None:
+    plan = BatchPlan.of([event("th_a", 1), event("th_b", 2), event("th_a", 3)])
+    # th_a had 5 events: this batch raised its last id to 7, so it holds 6 and 7.
+    results = plan.place({"th_a": 7, "th_b": 1})
+    assert [(r.thread_id, r.event_id, r.payload) for r in results] == [  # type: ignore[union-attr]
+        ("th_a", 6, {"n": 1}),
+        ("th_b", 1, {"n": 2}),
+        ("th_a", 7, {"n": 3}),
+    ]
+    assert [(row["thread_id"], row["event_id"], row["payload"]) for row in plan.events] == [
+        ("th_a", 6, '{"n":1}'),
+        ("th_b", 1, '{"n":2}'),
+        ("th_a", 7, '{"n":3}'),
+    ]
+
+
+def test_placing_fails_only_the_writes_for_threads_that_do_not_exist() -> None:
+    kept = message("th_a", "kept", "t1")
+    thread = Thread("th_new", "alice", "t", "t2", "t2")
+    plan = BatchPlan.of(
+        [
+            NewMessage(message("th_gone", "lost", "t0")),
+            NewMessage(kept),
+            event("th_gone", 1),
+            NewThread(thread),
+            NewRun(RunRecord("run_1", "th_a", "alice", "host:1"), "t3"),
+            EndedRun("run_0", "completed", "t4"),
+        ]
+    )
+    results = plan.place({"th_a": 0})
+    assert [type(r).__name__ for r in results] == [
+        "LookupError",
+        "Message",
+        "LookupError",
+        "Thread",
+        "NoneType",
+        "NoneType",
+    ]
+    assert results[1] is kept
+    assert results[3] is thread
+    assert [row["id"] for row in plan.messages] == ["msg_kept"]
+    assert plan.events == []
+
+
+def test_a_plan_ends_runs_in_id_order_so_that_two_writers_lock_them_alike() -> None:
+    plan = BatchPlan.of(
+        [EndedRun(run_id, "completed", "t") for run_id in ("run_c", "run_a", "run_b")]
+    )
+    assert [row["run"] for row in plan.ended_runs] == ["run_a", "run_b", "run_c"]
