@@ -168,7 +168,7 @@ def main() -> None:
     """Parse the options, measure each store, print one line per store and benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stores", default="memory,sqlite,postgresql")
-    parser.add_argument("--bench", default="events,turns", help="events, turns or both")
+    parser.add_argument("--bench", default="events,turns", help="events, turns, or events,turns")
     parser.add_argument("--writers", type=int, default=200, help="concurrent writers (runs)")
     parser.add_argument("--events", type=int, default=100, help="events per writer")
     parser.add_argument("--users", type=int, default=200, help="concurrent chatting users")
@@ -177,6 +177,9 @@ def main() -> None:
     parser.add_argument("--batch-max", type=int, default=256)
     args = parser.parse_args()
     benches = args.bench.split(",")
+    unknown = sorted(set(benches) - {"events", "turns"})
+    if unknown:
+        parser.error(f"--bench: unknown benchmark {unknown[0]!r} (events, turns)")
 
     async def measure_all() -> None:
         if "events" in benches:
