@@ -530,14 +530,21 @@ class Connection:
             )
 
     async def _cleanup(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        if self._unsubscribe is not None:
-            await self._unsubscribe()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        sender, self._sender = self._sender, None
+        if sender is not None and not sender.done():
+            sender.cancel()
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            await unsubscribe()
         if self._counted and self.session is not None:
             await self.gw.broker.release_connection(self.session.user_id, self.connection_id)
+        # The outbox, the timer and the subscription hold bound methods of this
+        # connection: dropped, the connection is freed by reference counting at
+        # once instead of waiting for the cycle collector.
+        self._outbox = None
 
 
 def parsed_id(message: ClientMessage) -> str | int | None:

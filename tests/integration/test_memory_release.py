@@ -1,0 +1,65 @@
+"""A closed socket is freed by reference counting: none of chatgate's objects of a
+connection is left for the cycle collector, which would otherwise run every few
+dozen handshakes and walk every young object each time. Real uvicorn, real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from chatgate.connection import Connection
+from chatgate.outbox import Outbox
+from chatgate.session import Session
+
+from support import chat, established, running_server
+
+_OURS = (Connection, Outbox, Session)
+
+
+@contextmanager
+def cycles_kept() -> Iterator[list[object]]:
+    """Keep what the cycle collector would free, instead of freeing it."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield gc.garbage
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def ours(garbage: list[object]) -> Counter[str]:
+    return Counter(type(o).__name__ for o in garbage if isinstance(o, _OURS))
+
+
+async def test_sockets_that_chatted_and_closed_leave_no_cycle_behind() -> None:
+    async with running_server() as server:
+        token = server.token("refcounted")
+        with cycles_kept() as garbage:
+            for turn in range(3):
+                async with server.connect(token) as ws:
+                    await established(ws)
+                    frames = await chat(ws, f"what is {turn}*7?")
+                    assert frames[-1]["type"] == "agent_completed"
+            # The server's side finishes after the client's close: let it.
+            await asyncio.sleep(0.3)
+            gc.collect()
+            assert ours(garbage) == Counter()
+
+
+async def test_sockets_refused_at_the_handshake_leave_no_cycle_behind() -> None:
+    async with running_server() as server:
+        with cycles_kept() as garbage:
+            for _ in range(3):
+                async with server.connect("not-a-token") as ws:
+                    await ws.wait_closed()
+                assert ws.close_code == 4003
+            await asyncio.sleep(0.3)
+            gc.collect()
+            assert ours(garbage) == Counter()
