@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -162,8 +163,15 @@ class Fleet:
     started: list[Server] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
 
-    def start(self, name: str) -> Server:
+    def start(
+        self,
+        name: str,
+        wrapper: Sequence[str] = (),
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    ) -> Server:
         """Start ``name`` on a free port; return once it accepts connections.
+
+        ``wrapper`` is put before the server's command (a profiler, say).
 
         Raises:
             RuntimeError: the server exited or did not listen within the startup timeout.
@@ -173,7 +181,7 @@ class Fleet:
         log = self.workdir / f"{name}-{port}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and scripts
-                spec.command(port),
+                [*wrapper, *spec.command(port)],
                 env=spec.environment(self.secret, self.workdir, port),
                 cwd=self.workdir,
                 stdout=out,
@@ -183,19 +191,19 @@ class Fleet:
         server = Server(spec, port, process, log, self.secret)
         self.started.append(server)
         self.pids.append(process.pid)
-        self._wait_listening(server)
+        self._wait_listening(server, startup_timeout_s)
         return server
 
     @staticmethod
-    def _wait_listening(server: Server) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    def _wait_listening(server: Server, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not server.alive():
                 raise RuntimeError(f"{server.name} exited at startup:\n{server.log_tail()}")
             if _listening(server.port):
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"{server.name} did not listen within {STARTUP_TIMEOUT_S:g}s")
+        raise RuntimeError(f"{server.name} did not listen within {timeout_s:g}s")
 
     def stop(self, server: Server) -> None:
         """SIGTERM, then SIGKILL after the stop timeout."""

@@ -80,9 +80,16 @@ CONFIGS = {
         idle_settle_s=0.1,
     ),
 }
-EXTRAS = ("store", "broker")
-"""Benchmarks other modules of ``bench/`` provide; a full run includes what they print."""
-_EXTRA_TIMEOUT_S = 120
+_BASELINES = "chatgate,uvicorn,socketio"
+EXTRAS: tuple[tuple[str, ...], ...] = (
+    ("store",),
+    ("broker",),
+    ("instructions", "--op", "handshakes", "--servers", _BASELINES),
+    ("instructions", "--op", "chat", "--servers", _BASELINES, "--count", "100"),
+)
+"""Benchmarks other modules of ``bench/`` provide, with their arguments; a full run
+includes what they print."""
+_EXTRA_TIMEOUT_S = 300
 
 
 def scenarios(config: Config) -> list[Scenario]:
@@ -135,15 +142,15 @@ def measure(config: Config, workdir: Path, pids: list[int]) -> tuple[report.Runs
 
 
 def extras() -> list[tuple[str, str]]:
-    """The output of ``bench/store.py`` and ``bench/broker.py``, where they exist."""
+    """The output of each of ``EXTRAS``, headed by its command line."""
     found = []
-    for name in EXTRAS:
+    for name, *arguments in EXTRAS:
         script = BENCH / f"{name}.py"
         if not script.exists():
             continue
         try:
             done = subprocess.run(  # noqa: S603 - our own interpreter and script
-                [sys.executable, str(script)],
+                [sys.executable, str(script), *arguments],
                 cwd=REPO,
                 env=clean_env(PYTHONPATH=str(REPO)),
                 capture_output=True,
@@ -156,7 +163,7 @@ def extras() -> list[tuple[str, str]]:
             )
         except subprocess.TimeoutExpired:
             output = f"did not finish within {_EXTRA_TIMEOUT_S} s"
-        found.append((name, output.strip()))
+        found.append((" ".join([f"bench/{name}.py", *arguments]), output.strip()))
     return found
 
 
@@ -189,6 +196,10 @@ A chat round trip is `user_message` (a new thread each time) through `agent_comp
 latencies are measured from the send to the arrival of `agent_started` and `agent_completed`.
 Event delivery counts every frame of `stream 100` runs reaching the clients. Idle memory is
 the growth of the server's RSS after a warm-up, divided by the authenticated sockets it holds.
+
+Timed figures on this kind of machine move by a third from run to run. For a figure the noise
+does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`) counts
+with callgrind the instructions each server executes per operation, and their ratio.
 
 To see where chatgate's time goes under one of these loads (py-spy comes with the bench extra):
 `.venv/bin/python -m bench.profiling --scenario chat` (also `handshakes`, `echo`, `chat1000`,
@@ -223,7 +234,7 @@ def document(
         METHOD,
     ]
     for name, output in found:
-        parts += [f"## bench/{name}.py", "", "```", output, "```", ""]
+        parts += [f"## {name}", "", "```", output, "```", ""]
     parts += ["## Notes", ""]
     parts += [f"- {note}" for note in notes] or [
         "- none: no errors, failed connects or lost sockets"

@@ -50,3 +50,34 @@ def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Pat
     # One server per scenario and server (5 x 2), and at least one generator.
     assert len(result["pids"]) >= 11
     assert [pid for pid in result["pids"] if _running(pid)] == []
+
+
+def test_instruction_counts_are_measured_for_each_server() -> None:
+    # Counted by callgrind, so the figures are not noisy; the test still only
+    # holds the tool to counting something for each server, in order.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--op",
+            "chat",
+            "--servers",
+            "chatgate,uvicorn",
+            "--count",
+            "3",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "chat: 3 operations, one after the other, per server"
+    rows = [line.split() for line in lines[1:]]
+    assert [row[0] for row in rows] == ["chatgate", "uvicorn"]
+    per_op = [int(row[1].replace(",", "")) for row in rows]
+    assert all(count > 10_000 for count in per_op), lines
+    assert rows[0][3] == "1.000x"
