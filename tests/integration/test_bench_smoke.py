@@ -25,17 +25,23 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Path) -> None:
-    figures = tmp_path / "smoke.json"
+def _bench(module: str, *arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bench.<module> ARGUMENTS`` from the repository; assert it succeeded."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--mode", "smoke", "--json", str(figures)],
+        [sys.executable, "-m", f"bench.{module}", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Path) -> None:
+    figures = tmp_path / "smoke.json"
+    done = _bench("run", "--mode", "smoke", "--json", str(figures), timeout=120)
     result = json.loads(figures.read_text())
 
     (run,) = result["runs"]
@@ -55,25 +61,9 @@ def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Pat
 def test_instruction_counts_are_measured_for_each_server() -> None:
     # Counted by callgrind, so the figures are not noisy; the test still only
     # holds the tool to counting something for each server, in order.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.instructions",
-            "--op",
-            "chat",
-            "--servers",
-            "chatgate,uvicorn",
-            "--count",
-            "3",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    done = _bench(
+        "instructions", "--op", "chat", "--servers", "chatgate,uvicorn", "--count", "3", timeout=600
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0] == "chat: 3 operations, one after the other, per server"
     rows = [line.split() for line in lines[1:]]
