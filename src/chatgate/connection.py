@@ -530,6 +530,9 @@ class Connection:
             )
 
     async def _cleanup(self) -> None:
+        # The timer, the sender, the subscription and the outbox all hold bound
+        # methods of this connection: dropping them lets reference counting free
+        # it at once instead of leaving a cycle to the collector.
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
@@ -541,9 +544,6 @@ class Connection:
             await unsubscribe()
         if self._counted and self.session is not None:
             await self.gw.broker.release_connection(self.session.user_id, self.connection_id)
-        # The outbox, the timer and the subscription hold bound methods of this
-        # connection: dropped, the connection is freed by reference counting at
-        # once instead of waiting for the cycle collector.
         self._outbox = None
 
 

@@ -2,8 +2,9 @@
 
 Producers (the broker's sink, timers, the receive loop) never block: they
 append a frame and the queue calls ``wake``, which lets the connection start
-a sender that writes frames in order until the queue is empty, taking all
-that is queued at once so that a burst of events costs one write. An idle socket
+a sender that writes frames in order until the queue is empty, taking what
+is queued at once (up to ``BATCH_BYTES``) so that a burst of events costs one
+write. An idle socket
 therefore holds no sender task and no queue storage. A client that reads too
 slowly overflows the budget and is closed with 4102.
 """
