@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from chatgate.broker import BrokerOptions, open_broker
+from chatgate.broker.base import BrokerOptions, open_broker
 from chatgate.models import Delivery
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import asyncpg
 
 from chatgate.models import RunRecord, new_id
-from chatgate.store import Store, StoreOptions, open_store
+from chatgate.store.base import Store, StoreOptions, open_store
 
 PG_URL = os.environ.get("CHATGATE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PAYLOAD = {"text": "I will work out 6*7 with the calculator, then answer in a sentence."}

@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from chatgate.auth.minting import mint_test_token, mint_token
 from chatgate.bootstrap import Booted, boot
 from chatgate.closecodes import CLOSE_CODES, CloseCode
-from chatgate.server import uvicorn_config
 from chatgate.settings import load_settings
+from chatgate.transport.server import uvicorn_config
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 E2E_KEY = "e2e-key-0123456789abcdef-0123456789-test"

@@ -13,12 +13,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from chatgate.api import api_routes
-from chatgate.connection import Connection
-from chatgate.diagnostics import diagnostics_routes
+from chatgate.chat.recovery import Recovery, instance_id_for
 from chatgate.gateway import Gateway
-from chatgate.recovery import Recovery, instance_id_for
+from chatgate.ops.diagnostics import diagnostics_routes
 from chatgate.startup import StartupFailed, start_with_retry
+from chatgate.transport.socket import Connection
+from chatgate.web.api import api_routes
 
 CHAT_PATH = "/ws"
 

@@ -10,12 +10,12 @@ from pydantic import SecretStr
 from chatgate.agents.loader import load_agent
 from chatgate.app import GatewayApp, create_app
 from chatgate.auth.minting import mint_token
-from chatgate.broker import BrokerOptions, open_broker
+from chatgate.broker.base import BrokerOptions, open_broker
 from chatgate.errors import ConfigError
 from chatgate.gateway import Gateway, build_gateway
 from chatgate.logs import get_logger
 from chatgate.settings import Settings
-from chatgate.store import StoreOptions, open_store
+from chatgate.store.base import StoreOptions, open_store
 from chatgate.tiers import Tier
 
 log = get_logger("chatgate.boot")

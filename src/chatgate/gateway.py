@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 from chatgate.agents.loader import LoadedAgent
 from chatgate.auth.tokens import TokenVerifier
-from chatgate.broker import Broker
+from chatgate.broker.base import Broker
+from chatgate.chat.runs import RunManager
 from chatgate.e2e import E2EPolicy, decide_e2e
-from chatgate.health import HealthMonitor
-from chatgate.runs import RunManager
+from chatgate.ops.health import HealthMonitor
 from chatgate.settings import Settings
-from chatgate.store import Store
+from chatgate.store.base import Store
 
 
 @dataclass(slots=True)

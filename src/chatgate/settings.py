@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     drain_timeout_s: PositiveFloat = 8.0
     store_batch_ms: Annotated[float, Field(ge=0)] = 5.0
     store_batch_max: PositiveInt = 256
-    # Empty: "<hostname>:<port>", the same when this instance restarts (chatgate.recovery).
+    # Empty: "<hostname>:<port>", the same when this instance restarts (chatgate.chat.recovery).
     instance_id: Annotated[str, Field(max_length=255)] = ""
     instance_heartbeat_s: PositiveFloat = 5.0
     presence_ttl_s: PositiveFloat = 30.0

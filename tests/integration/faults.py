@@ -20,9 +20,9 @@ from typing import Any
 import uvicorn
 
 from chatgate.bootstrap import boot
-from chatgate.server import uvicorn_config
 from chatgate.settings import load_settings
-from chatgate.store_memory import MemoryStore
+from chatgate.store.memory import MemoryStore
+from chatgate.transport.server import uvicorn_config
 
 from support import SECRET, Server, free_socket
 

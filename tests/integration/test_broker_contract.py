@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from chatgate.broker import Broker, BrokerOptions, open_broker
+from chatgate.broker.base import Broker, BrokerOptions, open_broker
 from chatgate.models import Delivery
 
 from redis_service import require_redis
@@ -230,7 +230,7 @@ async def test_the_broker_answers_ping(cluster: Cluster) -> None:
 
 _HOLDER = """
 import asyncio, sys
-from chatgate.broker import BrokerOptions, open_broker
+from chatgate.broker.base import BrokerOptions, open_broker
 
 async def main():
     url, prefix, ttl, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])

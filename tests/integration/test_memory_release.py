@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chatgate.connection import Connection
-from chatgate.outbox import Outbox
-from chatgate.session import Session
+from chatgate.chat.session import Session
+from chatgate.transport.outbox import Outbox
+from chatgate.transport.socket import Connection
 
 from support import chat, established, running_server
 

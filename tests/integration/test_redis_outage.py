@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from structlog.testing import capture_logs
 
-from chatgate.broker import Broker, BrokerOptions, open_broker
+from chatgate.broker.base import Broker, BrokerOptions, open_broker
 from chatgate.errors import BrokerUnavailable
 from chatgate.models import Delivery
 

@@ -1,4 +1,4 @@
-"""Several frames in one write: the server's ``chatgate.send_many`` extension, and the
+"""Several frames in one write: the server's ``chatgate.transport.send_many`` extension, and the
 gateway's fallback to one ``websocket.send`` per frame under a server without it.
 
 Real uvicorn, real websockets clients.
@@ -16,8 +16,8 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 
-from chatgate.send_many import SEND_MANY, offers_send_many
-from chatgate.server import GatewayWebSocketProtocol
+from chatgate.transport.send_many import SEND_MANY, offers_send_many
+from chatgate.transport.server import GatewayWebSocketProtocol
 
 from support import (
     RECV_TIMEOUT_S,

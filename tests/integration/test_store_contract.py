@@ -16,7 +16,7 @@ import pytest
 
 from chatgate.errors import StoreUnavailable
 from chatgate.models import RunRecord, StoredEvent
-from chatgate.store import Store, StoreOptions, open_store
+from chatgate.store.base import Store, StoreOptions, open_store
 
 from databases import database_url
 

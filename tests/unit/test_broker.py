@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.broker import BrokerOptions, open_broker
-from chatgate.broker_memory import MemoryBroker
-from chatgate.broker_redis import RedisBroker
+from chatgate.broker.base import BrokerOptions, open_broker
+from chatgate.broker.memory import MemoryBroker
+from chatgate.broker.redis import RedisBroker
 from chatgate.errors import ConfigError
 from chatgate.models import Delivery
 from chatgate.settings import load_settings

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.origins import origin_allowed
 from chatgate.settings import load_settings
+from chatgate.transport.origins import origin_allowed
 
 
 @pytest.mark.parametrize("allowed", [None, (), ("https://app.example",)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chatgate.closecodes import CloseCode
-from chatgate.outbox import CloseFrame, Outbox
+from chatgate.transport.outbox import CloseFrame, Outbox
 
 
 class Wakes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.ratelimit import RateLimiter, SlidingWindow, Verdict
+from chatgate.transport.ratelimit import RateLimiter, SlidingWindow, Verdict
 
 ALLOW, REFUSE, CLOSE = Verdict.ALLOW, Verdict.REFUSE, Verdict.CLOSE
 

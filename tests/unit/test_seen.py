@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from chatgate.seen import SeenRanges
+from chatgate.chat.seen import SeenRanges
 
 
 def test_empty() -> None:

@@ -9,10 +9,10 @@ import pytest
 
 from chatgate.auth.minting import mint_test_token, mint_token
 from chatgate.auth.tokens import TokenVerifier, VerifiedToken
+from chatgate.chat.session import MAX_SUBJECT_BYTES, build_session, user_id_for
 from chatgate.closecodes import CloseCode
 from chatgate.errors import SessionInvalid
 from chatgate.gateway import e2e_policy_for
-from chatgate.session import MAX_SUBJECT_BYTES, build_session, user_id_for
 from chatgate.settings import load_settings
 
 SECRET = "main-secret-0123456789abcdef-0123456789"

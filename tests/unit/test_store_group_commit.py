@@ -9,9 +9,8 @@ import asyncio
 
 import pytest
 
-from chatgate.group_commit import GroupCommit, GroupCommitClosed
 from chatgate.models import Message, RunRecord, Thread
-from chatgate.store_sql import (
+from chatgate.store.batch import (
     BatchPlan,
     EndedRun,
     NewEvent,
@@ -20,6 +19,7 @@ from chatgate.store_sql import (
     NewThread,
     ThreadChange,
 )
+from chatgate.store.group_commit import GroupCommit, GroupCommitClosed
 
 
 class Recorder:

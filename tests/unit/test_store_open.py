@@ -8,8 +8,8 @@ import pytest
 
 from chatgate.errors import ConfigError
 from chatgate.settings import load_settings
-from chatgate.store import StoreOptions, open_store
-from chatgate.store_postgres import postgres_url
+from chatgate.store.base import StoreOptions, open_store
+from chatgate.store.postgres import postgres_url
 
 
 @pytest.mark.parametrize(

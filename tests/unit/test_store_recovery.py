@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 
 from chatgate.agents.loader import LoadedAgent
-from chatgate.broker_memory import MemoryBroker
+from chatgate.broker.memory import MemoryBroker
+from chatgate.chat.recovery import Recovery, instance_id_for
+from chatgate.chat.runs import RunManager
 from chatgate.models import Delivery, RunRecord
-from chatgate.recovery import Recovery, instance_id_for
-from chatgate.runs import RunManager
 from chatgate.settings import load_settings
-from chatgate.store_memory import MemoryStore
+from chatgate.store.memory import MemoryStore
 
 
 class Scripted:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatgate.e2e import TEST_MARKING_HEADERS
-from chatgate.upgrade import UpgradeHeaders, read_upgrade_headers
+from chatgate.transport.upgrade import UpgradeHeaders, read_upgrade_headers
 
 
 def test_the_three_headers_are_read_and_nothing_else() -> None:

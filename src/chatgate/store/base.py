@@ -1,6 +1,6 @@
 """The ``Store`` interface: threads, messages, the per-thread event log, and runs.
 
-Backends live in ``store_<kind>.py`` and are chosen by the scheme of
+Backends live in ``chatgate/store/<kind>.py`` and are chosen by the scheme of
 ``CHATGATE_DATABASE_URL`` in :func:`open_store`: ``memory://`` (nothing
 survives the process), ``sqlite:///path`` and ``postgresql://...``. An unknown
 scheme is a boot error.
@@ -8,11 +8,10 @@ scheme is a boot error.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chatgate.errors import ConfigError
+from chatgate.backends import Backend, load_backend
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread
 from chatgate.settings import Settings
 
@@ -105,10 +104,10 @@ class Store(Protocol):
 
 
 _BACKENDS = {
-    "memory": "chatgate.store_memory:MemoryStore",
-    "sqlite": "chatgate.store_sqlite:SQLiteStore",
-    "postgresql": "chatgate.store_postgres:PostgresStore",
-    "postgres": "chatgate.store_postgres:PostgresStore",
+    "memory": Backend("chatgate.store.memory:MemoryStore"),
+    "sqlite": Backend("chatgate.store.sqlite:SQLiteStore"),
+    "postgresql": Backend("chatgate.store.postgres:PostgresStore", extra="postgres"),
+    "postgres": Backend("chatgate.store.postgres:PostgresStore", extra="postgres"),
 }
 
 
@@ -119,11 +118,6 @@ def open_store(url: str, options: StoreOptions | None = None) -> Store:
         ConfigError: the scheme names no known backend, or the URL is unusable.
     """
     scheme = url.partition("://")[0].partition("+")[0].lower()
-    target = _BACKENDS.get(scheme)
-    if target is None:
-        known = ", ".join(sorted(_BACKENDS))
-        raise ConfigError("CHATGATE_DATABASE_URL", f"unknown scheme {scheme!r}; known: {known}")
-    module, _, name = target.partition(":")
-    factory = getattr(importlib.import_module(module), name)
+    factory: Any = load_backend("CHATGATE_DATABASE_URL", scheme, _BACKENDS)
     store: Store = factory(url, options or StoreOptions())
     return store

@@ -17,14 +17,14 @@ import contextlib
 import secrets
 import socket
 
+from chatgate.chat.runs import RunManager
 from chatgate.errors import StoreUnavailable
 from chatgate.logs import get_logger
 from chatgate.models import RunRecord
-from chatgate.runs import RunManager
 from chatgate.settings import Settings
-from chatgate.store import Store
+from chatgate.store.base import Store
 
-log = get_logger("chatgate.recovery")
+log = get_logger("chatgate.chat.recovery")
 
 STALE_HEARTBEATS = 3
 """How many heartbeat intervals an instance may miss before its runs are ended."""

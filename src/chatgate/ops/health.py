@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import get_logger
 
-log = get_logger("chatgate.health")
+log = get_logger("chatgate.ops.health")
 
 Probe = Callable[[], Awaitable[None]]
 

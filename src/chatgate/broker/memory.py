@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from chatgate.broker import BrokerOptions, ControlHandler, Sink, Unsubscribe, call_quietly
+from chatgate.broker.base import BrokerOptions, ControlHandler, Sink, Unsubscribe, call_quietly
 from chatgate.models import Delivery
 
 

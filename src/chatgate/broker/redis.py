@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -36,12 +34,19 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from chatgate.broker import BrokerOptions, ControlHandler, Sink, Unsubscribe, call_quietly
+from chatgate.broker.base import BrokerOptions, ControlHandler, Sink, Unsubscribe, call_quietly
+from chatgate.broker.redis_presence import RedisPresence
+from chatgate.broker.redis_wire import (
+    backoff_delay,
+    decode_delivery,
+    describe_url,
+    encode_delivery,
+)
 from chatgate.errors import BrokerUnavailable, ConfigError
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery
 
-log = get_logger("chatgate.broker")
+log = get_logger("chatgate.broker.redis")
 
 T = TypeVar("T")
 
@@ -50,89 +55,7 @@ _POOL_SIZE = 64
 _READ_IDLE_S = 1.0
 _PING_AFTER_S = 5.0
 """A pub/sub connection silent this long is pinged; one that then stays silent is replaced."""
-_BACKOFF_BASE_S = 0.1
-_BACKOFF_CAP_S = 5.0
 _REDIS_ERRORS = (RedisError, OSError)
-_jitter = random.SystemRandom()
-
-# Both scripts read the clock of the Redis server, so instances with skewed clocks agree.
-# Millisecond timestamps have 13 digits: Lua's number-to-string conversion keeps them exact.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[3])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], last[2])
-return 1
-"""
-"""KEYS: the user's connections. ARGV: TTL ms, limit, connection id. 1 when counted."""
-
-_REFRESH = """
-local t = redis.call('TIME')
-local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], expiry, ARGV[i])
-end
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], last[2])
-return #ARGV - 1
-"""
-"""KEYS: the user's connections. ARGV: TTL ms, then this instance's live connection ids.
-
-Re-adds members that are missing, so that counts come back after Redis lost its data.
-"""
-
-
-def encode_delivery(delivery: Delivery) -> bytes:
-    """The pub/sub message carrying ``delivery``: a two-line header, then the frame as is.
-
-    Raises:
-        ValueError: the thread id holds a newline (ids are generated; never the case).
-    """
-    if "\n" in delivery.thread_id:
-        raise ValueError("a thread id cannot hold a newline")
-    return b"%s\n%d\n%s" % (delivery.thread_id.encode(), delivery.event_id, delivery.frame)
-
-
-def decode_delivery(data: bytes) -> Delivery:
-    """The delivery carried by a pub/sub message.
-
-    Raises:
-        ValueError: ``data`` was not made by :func:`encode_delivery`.
-    """
-    thread_id, event_id, frame = data.split(b"\n", 2)
-    if not frame.isascii():
-        # Written as a text frame as it is: it must be UTF-8 (UnicodeDecodeError is a ValueError).
-        frame.decode()
-    return Delivery(thread_id.decode(), int(event_id), frame)
-
-
-def describe_url(url: str) -> str:
-    """``scheme://host:port/db`` of a Redis URL: safe to log, it never holds credentials.
-
-    Raises:
-        ConfigError: the URL is malformed.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 6379
-    except ValueError:
-        raise ConfigError("CHATGATE_BROKER_URL", "malformed Redis URL") from None
-    host = parts.hostname or "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    db = parts.path.strip("/") or "0"
-    return f"{parts.scheme.lower()}://{host}:{port}/{db}"
-
-
-def backoff_delay(attempt: int) -> float:
-    """Seconds to wait before reconnection ``attempt`` (0-based): full-jitter exponential."""
-    return _jitter.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2.0 ** min(attempt, 16)))
 
 
 @dataclass(slots=True)
@@ -174,16 +97,13 @@ class RedisBroker:
         except ValueError:
             raise ConfigError("CHATGATE_BROKER_URL", "malformed Redis URL") from None
         self._redis: Redis = Redis.from_pool(self._pool)
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._refresh = self._redis.register_script(_REFRESH)
         prefix = self.options.key_prefix
         self._prefix = prefix
         self._control_channel = f"{prefix}:control".encode()
         self._channels: dict[bytes, _Channel] = {self._control_channel: _Channel()}
         self._inflight: Counter[bytes] = Counter()
         self._handlers: list[ControlHandler] = []
-        self._held: dict[str, set[str]] = {}
-        self._presence_lock = asyncio.Lock()
+        self._presence = RedisPresence(self._redis, prefix, self.options, self._guarded)
         self._listening: AbstractConnection | None = None
         self._up: bool | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -201,7 +121,7 @@ class RedisBroker:
             return
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="broker-listener"),
-            asyncio.create_task(self._refresh_forever(), name="broker-presence"),
+            asyncio.create_task(self._presence.refresh_forever(), name="broker-presence"),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.options.timeout_s):
@@ -214,14 +134,7 @@ class RedisBroker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
-        held, self._held = self._held, {}
-        if held:
-            pipe = self._redis.pipeline(transaction=False)
-            for user_id, ids in held.items():
-                pipe.zrem(self._conns_key(user_id), *ids)
-            # Best effort: what cannot be removed now expires within the presence TTL.
-            with contextlib.suppress(*_REDIS_ERRORS):
-                await pipe.execute()
+        await self._presence.release_all()
         self._handlers.clear()
         await self._redis.aclose()
 
@@ -297,38 +210,16 @@ class RedisBroker:
         Raises:
             BrokerUnavailable: Redis did not answer.
         """
-        ttl_ms = self._ttl_ms()
-        granted = await self._guarded(
-            self._acquire(keys=[self._conns_key(user_id)], args=[ttl_ms, limit, connection_id])
-        )
-        if granted:
-            self._held.setdefault(user_id, set()).add(connection_id)
-        return bool(granted)
+        return await self._presence.acquire(user_id, connection_id, limit)
 
     async def release_connection(self, user_id: str, connection_id: str) -> None:
         """Stop counting the connection; never raises (it expires within the TTL anyway)."""
-        async with self._presence_lock:
-            ids = self._held.get(user_id)
-            if ids is None or connection_id not in ids:
-                return
-            ids.discard(connection_id)
-            if not ids:
-                del self._held[user_id]
-            try:
-                await self._guarded(self._redis.zrem(self._conns_key(user_id), connection_id))
-            except BrokerUnavailable:
-                log.debug("connection left to expire", connection_id=connection_id)
+        await self._presence.release(user_id, connection_id)
 
     # Naming, errors
 
     def _user_channel(self, user_id: str) -> bytes:
         return f"{self._prefix}:user:{user_id}".encode()
-
-    def _conns_key(self, user_id: str) -> str:
-        return f"{self._prefix}:conns:{user_id}"
-
-    def _ttl_ms(self) -> int:
-        return max(1, int(self.options.presence_ttl_s * 1000))
 
     async def _guarded(self, operation: Awaitable[T]) -> T:
         # Socket timeouts bound each step (pool, connect, write, read); this bounds their sum.
@@ -369,29 +260,6 @@ class RedisBroker:
             # Cancelled (the broker is closing) or broken: no publisher may wait forever.
             pending, self._outgoing = [*batch, *self._outgoing], []
             _settle(pending, RedisConnectionError("publisher stopped"))
-
-    # Keeping this instance's connections counted
-
-    async def _refresh_forever(self) -> None:
-        interval = self.options.presence_ttl_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            # An outage is logged once by the listener; the next round tries again.
-            with contextlib.suppress(BrokerUnavailable, *_REDIS_ERRORS):
-                await self._refresh_held()
-
-    async def _refresh_held(self) -> None:
-        # Under the lock so that a refresh never re-adds a connection released meanwhile.
-        async with self._presence_lock:
-            if not self._held:
-                return
-            ttl_ms = self._ttl_ms()
-            pipe = self._redis.pipeline(transaction=False)
-            for user_id, ids in self._held.items():
-                await self._refresh(
-                    keys=[self._conns_key(user_id)], args=[ttl_ms, *ids], client=pipe
-                )
-            await self._guarded(pipe.execute())
 
     # The pub/sub listener
 

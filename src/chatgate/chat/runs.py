@@ -6,7 +6,7 @@ socket that started it goes away, and its events stay available for ``resume``.
 An event is published only once the store has committed it, so a client never
 sees an event the log could lose. Each run is recorded in the store with the
 id of the instance running it, so that a run whose process dies can be ended
-later with ``agent_error`` ``run_interrupted`` (see ``chatgate.recovery``).
+later with ``agent_error`` ``run_interrupted`` (see ``chatgate.chat.recovery``).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 
 from chatgate.agents.base import AGENT_EVENT_TYPES, HistoryEntry
 from chatgate.agents.loader import LoadedAgent
-from chatgate.broker import Broker
+from chatgate.broker.base import Broker
 from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent
 from chatgate.protocol import encode
-from chatgate.store import Store
+from chatgate.store.base import Store
 
-log = get_logger("chatgate.runs")
+log = get_logger("chatgate.chat.runs")
 
 _MAX_AGENT_PAYLOAD_KEYS = 64
 INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"

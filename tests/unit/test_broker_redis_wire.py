@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.broker_redis import (
-    RedisBroker,
+from chatgate.broker.redis import RedisBroker
+from chatgate.broker.redis_wire import (
     backoff_delay,
     decode_delivery,
     describe_url,

@@ -1,11 +1,11 @@
 """What the SQL stores share: the tables, the queries, group commit and error mapping.
 
 :class:`SQLStore` implements the ``Store`` interface with SQLAlchemy Core
-statements run on synchronous connections; ``store_sqlite`` and
-``store_postgres`` say how they run (SQLite: reads on the event loop, writes on
+statements run on synchronous connections; ``store.sqlite`` and
+``store.postgres`` say how they run (SQLite: reads on the event loop, writes on
 a thread of its own; PostgreSQL: through asyncpg) and add what else differs per
 database (allocating event ids, the database clock, locking). The schema itself
-is created and changed by the Alembic migrations in ``chatgate.migrations``,
+is created and changed by the Alembic migrations in ``chatgate.store.migrations``,
 applied by :meth:`SQLStore.start` and by ``chatgate migrate``; the tables here
 only describe it for queries.
 
@@ -24,353 +24,50 @@ even when several processes write to one thread.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Dialect,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
     bindparam,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from chatgate.errors import StoreUnavailable
-from chatgate.group_commit import GroupCommit, GroupCommitClosed
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread, new_id
 from chatgate.protocol import timestamp
-from chatgate.store import StoreOptions
+from chatgate.store.base import StoreOptions
+from chatgate.store.batch import (
+    BatchPlan,
+    EndedRun,
+    NewEvent,
+    NewMessage,
+    NewRun,
+    NewThread,
+    ThreadChange,
+    Write,
+    Written,
+)
+from chatgate.store.group_commit import GroupCommit
+from chatgate.store.schema import (
+    TERMINAL_EVENTS,
+    Timestamp,
+    events,
+    instances,
+    messages,
+    runs,
+    threads,
+    unavailable_on_driver_errors,
+    upgrade_schema,
+)
 
 T = TypeVar("T")
-
-MIGRATIONS = "chatgate:migrations"
-VERSION_TABLE = "chatgate_schema_version"
-TERMINAL_EVENTS = ("agent_completed", "agent_error")
-
-
-class Timestamp(TypeDecorator[str]):
-    """A UTC time, kept as a timestamp column and seen by Python as the protocol's string."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> datetime | None:
-        """Parse ``2026-01-01T00:00:00.000Z`` for the driver."""
-        del dialect
-        return None if value is None else datetime.fromisoformat(value)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        """Format what the driver returns (naive means UTC: SQLite keeps no zone)."""
-        del dialect
-        if value is None:
-            return None
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return timestamp(moment.astimezone(UTC))
-
-
-metadata = MetaData()
-
-threads = Table(
-    "threads",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", Text, nullable=False),
-    Column("title", Text, nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-    Column("updated_at", Timestamp, nullable=False),
-    Column("last_event_id", BigInteger, nullable=False),
-)
-
-messages = Table(
-    "messages",
-    metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("id", String(64), nullable=False, unique=True),
-    Column("thread_id", String(64), ForeignKey("threads.id"), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("content", Text, nullable=False),
-    Column("run_id", String(64)),
-    Column("created_at", Timestamp, nullable=False),
-)
-
-events = Table(
-    "events",
-    metadata,
-    Column("thread_id", String(64), ForeignKey("threads.id"), primary_key=True),
-    Column("event_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("type", String(32), nullable=False),
-    Column("run_id", String(64)),
-    # JSON, not JSONB: the payload is only ever read back whole, and JSON keeps its text as sent.
-    Column("payload", JSON(), nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-)
-
-runs = Table(
-    "runs",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("thread_id", String(64), ForeignKey("threads.id"), nullable=False),
-    Column("owner", Text, nullable=False),
-    Column("instance_id", String(255), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("started_at", Timestamp, nullable=False),
-    Column("finished_at", Timestamp),
-)
-
-instances = Table(
-    "instances",
-    metadata,
-    Column("instance_id", String(255), primary_key=True),
-    Column("heartbeat_at", Float, nullable=False),
-)
-
-
-@contextlib.contextmanager
-def unavailable_on_driver_errors(kind: str) -> Iterator[None]:
-    """Turn "the database does not answer" into ``StoreUnavailable``; let bugs through.
-
-    The message names the store kind and the error class only: a driver's own
-    message can carry SQL, parameters or a connection URL.
-    """
-    try:
-        yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        raise StoreUnavailable(f"{kind} store unavailable: {type(exc.orig).__name__}") from exc
-    except sa_exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        raise StoreUnavailable(f"{kind} store unavailable: connection lost") from exc
-    except (
-        sa_exc.DisconnectionError,
-        sa_exc.TimeoutError,
-        OSError,
-        TimeoutError,
-        GroupCommitClosed,
-    ) as exc:
-        raise StoreUnavailable(f"{kind} store unavailable: {type(exc).__name__}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event waiting for its id in the group commit."""
-
-    thread_id: str
-    run_id: str | None
-    type: str
-    payload: dict[str, Any] = field(repr=False)
-    encoded: str = field(repr=False)
-    ts: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewThread:
-    """A thread waiting in the group commit."""
-
-    thread: Thread
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    """A message waiting in the group commit; it also touches its thread."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class NewRun:
-    """A run, starting at ``ts``, waiting in the group commit."""
-
-    run: RunRecord
-    ts: str
-
-
-@dataclass(frozen=True, slots=True)
-class EndedRun:
-    """The end of a run waiting in the group commit."""
-
-    run_id: str
-    status: RunStatus
-    ts: str
-
-
-Write = NewThread | NewMessage | NewRun | EndedRun | NewEvent
-"""One store call's write, waiting in the group commit."""
-Written = Thread | Message | StoredEvent | None
-"""What a write gives its caller back once committed."""
-
-
-@dataclass(slots=True)
-class ThreadChange:
-    """What one batch does to a thread's row: new events, and the time of its newest message."""
-
-    events: int = 0
-    updated_at: str | None = None
-
-
-@dataclass(slots=True)
-class BatchPlan:
-    """A batch of writes sorted into one list of rows per statement, in submission order.
-
-    Built without the database; :meth:`place` then gives the messages and
-    events their threads' answer (which threads exist, their new last event
-    id) and every write its result.
-    """
-
-    writes: Sequence[Write]
-    new_threads: list[dict[str, Any]] = field(default_factory=list)
-    new_runs: list[dict[str, Any]] = field(default_factory=list)
-    ended_runs: list[dict[str, Any]] = field(default_factory=list)
-    changes: dict[str, ThreadChange] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, writes: Sequence[Write]) -> BatchPlan:
-        """Sort ``writes``; the rows that depend on no thread's answer are ready at once."""
-        plan = cls(writes)
-        for write in writes:
-            if isinstance(write, NewEvent):
-                plan._change(write.thread_id).events += 1
-            elif isinstance(write, NewMessage):
-                plan._change(write.message.thread_id).updated_at = write.message.created_at
-            elif isinstance(write, NewThread):
-                thread = write.thread
-                plan.new_threads.append(
-                    {
-                        "id": thread.id,
-                        "owner": thread.owner,
-                        "title": thread.title,
-                        "created_at": thread.created_at,
-                        "updated_at": thread.updated_at,
-                        "last_event_id": 0,
-                    }
-                )
-            elif isinstance(write, NewRun):
-                run = write.run
-                plan.new_runs.append(
-                    {
-                        "run_id": run.run_id,
-                        "thread_id": run.thread_id,
-                        "owner": run.owner,
-                        "instance_id": run.instance_id,
-                        "status": "running",
-                        "started_at": write.ts,
-                    }
-                )
-            else:
-                plan.ended_runs.append(
-                    {"run": write.run_id, "status": write.status, "ts": write.ts}
-                )
-        # Rows of one table are updated in key order, so that two instances'
-        # batches lock them in the same order and cannot deadlock.
-        plan.ended_runs.sort(key=lambda row: str(row["run"]))
-        return plan
-
-    def _change(self, thread_id: str) -> ThreadChange:
-        change = self.changes.get(thread_id)
-        if change is None:
-            change = self.changes[thread_id] = ThreadChange()
-        return change
-
-    def place(self, last_event_ids: Mapping[str, int]) -> list[Written | Exception]:
-        """Fill the message and event rows; return each write's result, in order.
-
-        ``last_event_ids`` holds, for every changed thread that exists, its
-        ``last_event_id`` once raised by this batch's events; a message or an
-        event for any other thread fails with ``LookupError``.
-        """
-        next_id = {
-            thread: last - self.changes[thread].events + 1
-            for thread, last in last_event_ids.items()
-            if thread in self.changes
-        }
-        results: list[Written | Exception] = []
-        for write in self.writes:
-            if isinstance(write, NewEvent):
-                results.append(self._place_event(write, next_id))
-            elif isinstance(write, NewMessage):
-                results.append(self._place_message(write.message, next_id))
-            elif isinstance(write, NewThread):
-                results.append(write.thread)
-            else:
-                results.append(None)
-        return results
-
-    def _place_event(self, event: NewEvent, next_id: dict[str, int]) -> StoredEvent | Exception:
-        event_id = next_id.get(event.thread_id)
-        if event_id is None:
-            return LookupError(f"no thread {event.thread_id!r}")
-        next_id[event.thread_id] = event_id + 1
-        self.events.append(
-            {
-                "thread_id": event.thread_id,
-                "event_id": event_id,
-                "type": event.type,
-                "run_id": event.run_id,
-                "payload": event.encoded,
-                "created_at": event.ts,
-            }
-        )
-        return StoredEvent(
-            event.thread_id, event_id, event.type, event.run_id, event.payload, event.ts
-        )
-
-    def _place_message(self, message: Message, next_id: dict[str, int]) -> Message | Exception:
-        if message.thread_id not in next_id:
-            return LookupError(f"no thread {message.thread_id!r}")
-        self.messages.append(
-            {
-                "id": message.id,
-                "thread_id": message.thread_id,
-                "role": message.role,
-                "content": message.content,
-                "run_id": message.run_id,
-                "created_at": message.created_at,
-            }
-        )
-        return message
-
-
-def dump_json(value: Any) -> str:
-    """The engines' JSON serializer; a ``str`` is taken as JSON that is already encoded."""
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def load_json(data: str | bytes) -> Any:
-    """The engines' JSON deserializer."""
-    return orjson.loads(data)
-
-
-def upgrade_schema(connection: Connection) -> None:
-    """Apply every pending migration on ``connection``, inside its transaction."""
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
 
 
 class SQLStore:

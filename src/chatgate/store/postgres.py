@@ -29,8 +29,10 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from chatgate.errors import ConfigError
-from chatgate.store import StoreOptions
-from chatgate.store_sql import SQLStore, ThreadChange, dump_json, instances, load_json, threads
+from chatgate.store.base import StoreOptions
+from chatgate.store.batch import ThreadChange
+from chatgate.store.schema import dump_json, instances, load_json, threads
+from chatgate.store.sql import SQLStore
 
 T = TypeVar("T")
 

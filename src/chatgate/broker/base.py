@@ -3,22 +3,21 @@
 Also counts each user's open connections, so that the per-user limit holds
 across every instance that shares the broker, and carries control messages
 (such as "cancel this run") to every instance. Backends live in
-``broker_<kind>.py`` and are chosen by the scheme of ``CHATGATE_BROKER_URL``.
+``chatgate/broker/<kind>.py`` and are chosen by the scheme of ``CHATGATE_BROKER_URL``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from chatgate.errors import ConfigError
+from chatgate.backends import Backend, load_backend
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery
 from chatgate.settings import Settings
 
-log = get_logger("chatgate.broker")
+log = get_logger("chatgate.broker.base")
 
 T = TypeVar("T")
 
@@ -105,9 +104,9 @@ def call_quietly(callback: Callable[[T], None], argument: T) -> None:
 
 
 _BACKENDS = {
-    "memory": "chatgate.broker_memory:MemoryBroker",
-    "redis": "chatgate.broker_redis:RedisBroker",
-    "rediss": "chatgate.broker_redis:RedisBroker",
+    "memory": Backend("chatgate.broker.memory:MemoryBroker"),
+    "redis": Backend("chatgate.broker.redis:RedisBroker", extra="redis"),
+    "rediss": Backend("chatgate.broker.redis:RedisBroker", extra="redis"),
 }
 
 
@@ -118,11 +117,6 @@ def open_broker(url: str, options: BrokerOptions | None = None) -> Broker:
         ConfigError: the scheme names no known backend, or the URL is malformed.
     """
     scheme = url.partition("://")[0].lower()
-    target = _BACKENDS.get(scheme)
-    if target is None:
-        known = ", ".join(sorted(_BACKENDS))
-        raise ConfigError("CHATGATE_BROKER_URL", f"unknown scheme {scheme!r}; known: {known}")
-    module, _, name = target.partition(":")
-    factory = getattr(importlib.import_module(module), name)
+    factory: Any = load_backend("CHATGATE_BROKER_URL", scheme, _BACKENDS)
     broker: Broker = factory(url, options or BrokerOptions())
     return broker

@@ -20,14 +20,15 @@ from starlette.types import Message, Receive, Scope, Send
 
 from chatgate.auth.credentials import PROTOCOL_NAME, read_handshake, selected_subprotocol
 from chatgate.auth.tokens import VerifiedToken
-from chatgate.broker import Unsubscribe
+from chatgate.broker.base import Unsubscribe
+from chatgate.chat.runs import event_frame
+from chatgate.chat.seen import SeenRanges
+from chatgate.chat.session import Session, build_session, user_id_for
 from chatgate.closecodes import CloseCode, close_reason
 from chatgate.errors import AuthError, BrokerUnavailable, CloseConnection, StoreUnavailable
 from chatgate.gateway import Gateway
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, new_id
-from chatgate.origins import origin_allowed
-from chatgate.outbox import CloseFrame, Outbox
 from chatgate.protocol import (
     Auth,
     Cancel,
@@ -43,14 +44,13 @@ from chatgate.protocol import (
     parse_client_frame,
     timestamp,
 )
-from chatgate.ratelimit import RateLimiter, SlidingWindow, Verdict
-from chatgate.runs import event_frame
-from chatgate.seen import SeenRanges
-from chatgate.send_many import SEND_MANY, offers_send_many
-from chatgate.session import Session, build_session, user_id_for
-from chatgate.upgrade import read_upgrade_headers
+from chatgate.transport.origins import origin_allowed
+from chatgate.transport.outbox import CloseFrame, Outbox
+from chatgate.transport.ratelimit import RateLimiter, SlidingWindow, Verdict
+from chatgate.transport.send_many import SEND_MANY, offers_send_many
+from chatgate.transport.upgrade import read_upgrade_headers
 
-log = get_logger("chatgate.connection")
+log = get_logger("chatgate.transport.socket")
 
 _RESUME_PAGE = 500
 _INVALID_FRAME_WINDOW_S = 60.0

@@ -55,7 +55,7 @@ def _banner(booted: Booted) -> None:
 @click.option("--port", default=None, type=int, help="Port to listen on (CHATGATE_PORT, PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Start the gateway."""
-    from chatgate.server import serve as run_server  # noqa: PLC0415 - keeps `chatgate token` light
+    from chatgate.transport.server import serve as run_server  # noqa: PLC0415 - keeps `chatgate token` light
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -108,7 +108,7 @@ def migrate() -> None:
     import asyncio  # noqa: PLC0415 - keeps `chatgate token` light
 
     from chatgate.errors import StoreUnavailable  # noqa: PLC0415 - same
-    from chatgate.store import open_store  # noqa: PLC0415 - same
+    from chatgate.store.base import open_store  # noqa: PLC0415 - same
 
     try:
         store = open_store(load_settings().database_url)

@@ -11,7 +11,7 @@ import orjson
 
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread, new_id
 from chatgate.protocol import timestamp
-from chatgate.store import StoreOptions
+from chatgate.store.base import StoreOptions
 
 _TERMINAL_EVENTS = frozenset({"agent_completed", "agent_error"})
 

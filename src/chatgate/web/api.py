@@ -23,11 +23,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from chatgate.auth.credentials import read_handshake
+from chatgate.chat.session import user_id_for
 from chatgate.closecodes import CLOSE_CODES, CloseCode
 from chatgate.errors import AuthError, CloseConnection, StoreUnavailable
 from chatgate.gateway import Gateway
 from chatgate.models import Message, Thread
-from chatgate.session import user_id_for
 
 _PRIVATE = {"Cache-Control": "no-store"}
 _RETRY_AFTER_S = "1"

@@ -6,7 +6,7 @@ those closes carry websockets' own codes and reasons (1011 for a missed pong).
 The subclasses here give each one the code and ``"<slug>: <detail>"`` reason of
 the wire contract and count it in the close statistics.
 
-The protocol also offers the ``chatgate.send_many`` ASGI extension
+The protocol also offers the ``chatgate.transport.send_many`` ASGI extension
 (``chatgate/send_many.py``): a run's events are queued in bursts, and one write
 per frame was the largest cost of a chat round trip.
 """
@@ -31,10 +31,10 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from chatgate.closecodes import CloseCode, close_reason
-from chatgate.send_many import SEND_MANY, SEND_MANY_EXTENSION, serialize_text_frames
 from chatgate.settings import Settings
+from chatgate.transport.send_many import SEND_MANY, SEND_MANY_EXTENSION, serialize_text_frames
 
-log = logging.getLogger("chatgate.server")
+log = logging.getLogger("chatgate.transport.server")
 
 _DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _GC_THRESHOLD = 10_000

@@ -1,0 +1,99 @@
+"""The Redis broker's wire: its Lua scripts, the delivery message format, URL and backoff helpers.
+
+Pure functions and constants, apart from :mod:`chatgate.broker.redis` so they read and test alone.
+"""
+
+from __future__ import annotations
+
+import random
+from urllib.parse import urlsplit
+
+from chatgate.errors import ConfigError
+from chatgate.logs import get_logger
+from chatgate.models import Delivery
+
+log = get_logger("chatgate.broker.base")
+
+_BACKOFF_BASE_S = 0.1
+_BACKOFF_CAP_S = 5.0
+_jitter = random.SystemRandom()
+
+
+# Both scripts read the clock of the Redis server, so instances with skewed clocks agree.
+# Millisecond timestamps have 13 digits: Lua's number-to-string conversion keeps them exact.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[3])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1
+"""
+"""KEYS: the user's connections. ARGV: TTL ms, limit, connection id. 1 when counted."""
+
+REFRESH = """
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], expiry, ARGV[i])
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return #ARGV - 1
+"""
+"""KEYS: the user's connections. ARGV: TTL ms, then this instance's live connection ids.
+
+Re-adds members that are missing, so that counts come back after Redis lost its data.
+"""
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    """The pub/sub message carrying ``delivery``: a two-line header, then the frame as is.
+
+    Raises:
+        ValueError: the thread id holds a newline (ids are generated; never the case).
+    """
+    if "\n" in delivery.thread_id:
+        raise ValueError("a thread id cannot hold a newline")
+    return b"%s\n%d\n%s" % (delivery.thread_id.encode(), delivery.event_id, delivery.frame)
+
+
+def decode_delivery(data: bytes) -> Delivery:
+    """The delivery carried by a pub/sub message.
+
+    Raises:
+        ValueError: ``data`` was not made by :func:`encode_delivery`.
+    """
+    thread_id, event_id, frame = data.split(b"\n", 2)
+    if not frame.isascii():
+        # Written as a text frame as it is: it must be UTF-8 (UnicodeDecodeError is a ValueError).
+        frame.decode()
+    return Delivery(thread_id.decode(), int(event_id), frame)
+
+
+def describe_url(url: str) -> str:
+    """``scheme://host:port/db`` of a Redis URL: safe to log, it never holds credentials.
+
+    Raises:
+        ConfigError: the URL is malformed.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6379
+    except ValueError:
+        raise ConfigError("CHATGATE_BROKER_URL", "malformed Redis URL") from None
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    db = parts.path.strip("/") or "0"
+    return f"{parts.scheme.lower()}://{host}:{port}/{db}"
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before reconnection ``attempt`` (0-based): full-jitter exponential."""
+    return _jitter.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2.0 ** min(attempt, 16)))
