@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     # Agent.
     agent: str = "demo"
     demo_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # The openai agent (PROTOCOL.md section 7); the two aliases are the names
+    # the openai package and every OpenAI-compatible tool already read.
+    openai_model: str | None = None
+    openai_system_prompt: str | None = None
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    # The longest wait for the model server to connect or to send the next piece of an answer.
+    openai_timeout_s: PositiveFloat = 60.0
 
     # Server.
     ws_compression: bool = False
@@ -134,6 +142,24 @@ class Settings(BaseSettings):
         if value not in {"auto", "json", "console"}:
             raise ValueError("must be auto, json or console")
         return value
+
+    @field_validator("openai_model", "openai_system_prompt", "openai_base_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        # An exported but empty variable (VAR= in a .env file) means "not set".
+        return value if value is None or value.strip() else None
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _http_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as http://localhost:11434/v1")
+        return value
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _blank_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is None or value.get_secret_value().strip() else None
 
     @property
     def algorithms(self) -> tuple[str, ...]:

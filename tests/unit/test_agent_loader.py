@@ -13,6 +13,7 @@ from chatgate.agents.base import Agent, HistoryEntry
 from chatgate.agents.demo import DemoAgent
 from chatgate.agents.loader import load_agent
 from chatgate.errors import ConfigError
+from chatgate.settings import load_settings
 
 INSTANCES: list[object] = []
 
@@ -170,3 +171,108 @@ def test_module_that_fails_to_import(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, module, raising=False)
     config_error(f"{module}:Agent")
+
+
+def test_import_path_resolves_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Like `python -m`: an agent module in the directory chatgate starts from
+    # is found without PYTHONPATH.
+    module = "chatgate_test_agent_in_cwd"
+    (tmp_path / f"{module}.py").write_text(
+        "class Agent:\n"
+        "    name = 'from-cwd'\n"
+        "    async def run(self, history, text):\n"
+        "        yield {'type': 'agent_completed', 'payload': {'text': text}}\n"
+    )
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in {"", str(tmp_path)}])
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_agent(f"{module}:Agent")
+    assert loaded.name == "from-cwd"
+    assert sys.path[0] == str(tmp_path)
+
+
+def test_import_path_outside_the_current_directory_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "chatgate_test_agent_elsewhere"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / f"{module}.py").write_text("class Agent:\n    async def run(self, h, t): ...\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != ""])
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert "cannot import" in config_error(f"{module}:Agent").problem
+
+
+# The openai agent.
+
+
+@pytest.fixture
+def no_openai_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_openai_from_settings(no_openai_environment: None) -> None:
+    from chatgate.agents.openai_chat import OpenAIChatAgent  # noqa: PLC0415 - optional extra
+
+    settings = load_settings(openai_model="llama3.2", openai_base_url="http://localhost:11434/v1")
+    loaded = load_agent("openai", settings=settings)
+    assert loaded.name == "openai"
+    assert isinstance(loaded.agent, OpenAIChatAgent)
+    assert isinstance(loaded.agent, Agent)
+
+
+def test_openai_reads_the_environment_without_settings(
+    no_openai_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATGATE_OPENAI_MODEL", "gpt-4.1-mini")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    assert load_agent("openai").name == "openai"
+
+
+def test_openai_without_a_model(no_openai_environment: None) -> None:
+    settings = load_settings(openai_base_url="http://localhost:11434/v1")
+    with pytest.raises(ConfigError) as caught:
+        load_agent("openai", settings=settings)
+    assert caught.value.variable == "CHATGATE_OPENAI_MODEL"
+
+
+def test_openai_with_a_blank_model(
+    no_openai_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATGATE_OPENAI_MODEL", " ")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1")
+    with pytest.raises(ConfigError) as caught:
+        load_agent("openai", settings=load_settings())
+    assert caught.value.variable == "CHATGATE_OPENAI_MODEL"
+
+
+def test_openai_hosted_api_without_a_key(no_openai_environment: None) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_agent("openai", settings=load_settings(openai_model="gpt-4.1-mini"))
+    assert caught.value.variable == "OPENAI_API_KEY"
+
+
+def test_openai_base_url_must_be_http(
+    no_openai_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:11434")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.variable == "OPENAI_BASE_URL"
+
+
+def test_openai_without_the_package(
+    no_openai_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes `import openai` fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, "openai", None)
+    monkeypatch.delitem(sys.modules, "chatgate.agents.openai_chat", raising=False)
+    settings = load_settings(openai_model="m", openai_base_url="http://localhost:8080/v1")
+    with pytest.raises(ConfigError) as caught:
+        load_agent("openai", settings=settings)
+    assert caught.value.variable == "CHATGATE_AGENT"
+    assert "pip install 'chatgate[openai]'" in caught.value.problem
