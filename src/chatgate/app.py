@@ -9,7 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -31,15 +31,16 @@ class GatewayApp:
     frame it sends would pass through their wrappers.
     """
 
-    def __init__(self, gateway: Gateway, http: Starlette) -> None:
+    def __init__(self, gateway: Gateway, recovery: Recovery) -> None:
         self.gateway = gateway
-        self.http = http
+        self.recovery = recovery
+        self.http = Starlette(routes=_routes(gateway), lifespan=self.lifespan)
         # Why startup failed, when it was a known reason: said instead of a traceback.
         self.startup_error: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection (lifespan, HTTP or WebSocket)."""
-        if scope["type"] == "websocket" and scope["path"] == CHAT_PATH:
+        if scope["type"] == "websocket" and _route_path(scope) == CHAT_PATH:
             await Connection(self.gateway, scope, receive, send).serve()
         elif scope["type"] == "lifespan":
             await self.http(scope, receive, self._lifespan_reply(send))
@@ -56,48 +57,23 @@ class GatewayApp:
 
         return reply
 
-
-async def _no_such_socket(websocket: WebSocket) -> None:
-    """Refuse an upgrade on an unknown path with 404, not the 403 of a bare close.
-
-    A 403 looks like a proxy or WAF refusing the upgrade; a 404 says the path is wrong.
-    """
-    await websocket.send_denial_response(
-        PlainTextResponse("no WebSocket endpoint here; the chat socket is /ws", status_code=404)
-    )
-
-
-def create_app(gateway: Gateway) -> GatewayApp:
-    """Build the ASGI app around a wired gateway."""
-
-    async def healthz(_: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> JSONResponse:
-        checks = await gateway.health.check()
-        failing = [name for name, problem in checks.items() if problem is not None]
-        body: dict[str, Any] = {
-            "status": "unavailable" if failing else "ready",
-            "failing": failing,
-            "checks": {name: problem or "ok" for name, problem in checks.items()},
-        }
-        return JSONResponse(body, status_code=503 if failing else 200)
-
-    recovery = Recovery(
-        gateway.store,
-        gateway.runs,
-        instance_id=instance_id_for(gateway.settings),
-        heartbeat_s=gateway.settings.instance_heartbeat_s,
-    )
-
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(self, _: object = None) -> AsyncIterator[dict[str, Any]]:
+        """Start the store, the broker and the background tasks; stop them on exit.
+
+        An application that mounts the gateway runs this as (part of) its own
+        lifespan: Starlette does not run a mounted app's lifespan.
+
+        Raises:
+            StartupFailed: the store or the broker did not answer within the startup timeout.
+        """
+        gateway, recovery = self.gateway, self.recovery
         timeout = gateway.settings.startup_timeout_s
         try:
             await start_with_retry("store", gateway.store.start, timeout)
             await start_with_retry("broker", gateway.broker.start, timeout)
         except StartupFailed as exc:
-            app.startup_error = f"chatgate: startup failed: {exc}"
+            self.startup_error = f"chatgate: startup failed: {exc}"
             raise
         await gateway.broker.on_control(gateway.runs.on_control)
         await gateway.health.start()
@@ -111,15 +87,53 @@ def create_app(gateway: Gateway) -> GatewayApp:
             await gateway.broker.close()
             await gateway.store.close()
 
-    http = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            *diagnostics_routes(gateway),
-            *api_routes(gateway),
-            WebSocketRoute("/{path:path}", _no_such_socket),
-        ],
-        lifespan=lifespan,
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point, when the gateway is mounted in another app."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _no_such_socket(websocket: WebSocket) -> None:
+    """Refuse an upgrade on an unknown path with 404, not the 403 of a bare close.
+
+    A 403 looks like a proxy or WAF refusing the upgrade; a 404 says the path is wrong.
+    """
+    await websocket.send_denial_response(
+        PlainTextResponse("no WebSocket endpoint here; the chat socket is /ws", status_code=404)
     )
-    app = GatewayApp(gateway, http)
-    return app
+
+
+def _routes(gateway: Gateway) -> list[BaseRoute]:
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        checks = await gateway.health.check()
+        failing = [name for name, problem in checks.items() if problem is not None]
+        body: dict[str, Any] = {
+            "status": "unavailable" if failing else "ready",
+            "failing": failing,
+            "checks": {name: problem or "ok" for name, problem in checks.items()},
+        }
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *diagnostics_routes(gateway),
+        *api_routes(gateway),
+        WebSocketRoute("/{path:path}", _no_such_socket),
+    ]
+
+
+def create_app(gateway: Gateway) -> GatewayApp:
+    """Build the ASGI app around a wired gateway."""
+    recovery = Recovery(
+        gateway.store,
+        gateway.runs,
+        instance_id=instance_id_for(gateway.settings),
+        heartbeat_s=gateway.settings.instance_heartbeat_s,
+    )
+    return GatewayApp(gateway, recovery)

@@ -34,12 +34,12 @@ def load_backend(variable: str, scheme: str, backends: Mapping[str, Backend]) ->
     module, _, name = backend.target.partition(":")
     try:
         loaded = importlib.import_module(module)
-    except ImportError as exc:
+    except ImportError:
         if backend.extra is None:
             raise
         raise ConfigError(
             variable,
-            f"{scheme}:// needs the {exc.name or 'driver'} package: "
+            f"{scheme}:// needs the {backend.extra!r} extra: "
             f"pip install 'chatgate[{backend.extra}]'",
         ) from None
     factory: object = getattr(loaded, name)

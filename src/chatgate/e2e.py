@@ -43,7 +43,7 @@ class E2EPolicy:
         return self.enabled
 
     def context(self, *, via_headers: bool = False) -> dict[str, Any]:
-        """The E2E context of PROTOCOL.md section 3, as sent to clients and diagnostics."""
+        """The E2E context of docs/protocol.md section 3, as sent to clients and diagnostics."""
         return {
             "is_e2e_testing": self.enabled,
             "detection_method": {
@@ -68,7 +68,7 @@ def decide_e2e(
     google_cloud_project: str | None = None,
     k_service: str | None = None,
 ) -> E2EPolicy:
-    """Decide E2E test mode from the tier and the two flags (PROTOCOL.md section 3)."""
+    """Decide E2E test mode from the tier and the two flags (docs/protocol.md section 3)."""
     tier = decision.tier
     production = tier is Tier.PRODUCTION
     via_env_vars = e2e_testing and not production

@@ -71,7 +71,7 @@ def detect_tier(
     google_cloud_project: str | None,
     k_service: str | None,
 ) -> TierDecision:
-    """Decide the tier from the three variables (PROTOCOL.md section 3).
+    """Decide the tier from the three variables (docs/protocol.md section 3).
 
     Raises:
         ConfigError: ``ENVIRONMENT`` is set to a name that is not a known tier.

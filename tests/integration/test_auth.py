@@ -1,4 +1,4 @@
-"""Authenticating a socket (PROTOCOL.md section 2): credentials, rejections, expiry, origins."""
+"""Authenticating a socket (docs/protocol.md section 2): credentials, rejections, origins."""
 
 from __future__ import annotations
 

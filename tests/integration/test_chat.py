@@ -1,4 +1,4 @@
-"""Chatting with an agent (PROTOCOL.md sections 4 and 7): events, threads, resume, cancel."""
+"""Chatting with an agent (docs/protocol.md sections 4 and 7): events, threads, resume, cancel."""
 
 from __future__ import annotations
 

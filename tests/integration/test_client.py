@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import chatgate.store.base
+from chatgate.backends import Backend
 from chatgate.client import (
     AGENT_EVENT_TYPES,
     AuthMethod,
@@ -245,7 +246,7 @@ async def test_1013_backs_off_until_the_attempts_run_out() -> None:
 
 
 async def test_1011_backs_off_and_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(chatgate.store.base._BACKENDS, "buggy", "faults:BuggyStore")
+    monkeypatch.setitem(chatgate.store.base._BACKENDS, "buggy", Backend("faults:BuggyStore"))
     attempts, record = recorder()
     async with (
         running_server(database_url="buggy://") as server,

@@ -1,4 +1,4 @@
-"""E2E test mode against a real server, tier by tier (PROTOCOL.md section 3)."""
+"""E2E test mode against a real server, tier by tier (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The history API of PROTOCOL.md section 1, against a real server."""
+"""The history API of docs/protocol.md section 1, against a real server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Limits of PROTOCOL.md section 6: invalid frames, connections per user, rate, frame size."""
+"""Limits of docs/protocol.md section 6: invalid frames, connections per user, rate, frame size."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 
 from chatgate.transport.send_many import SEND_MANY, offers_send_many
-from chatgate.transport.server import GatewayWebSocketProtocol
+from chatgate.transport.uvicorn_ws import GatewayWebSocketProtocol
 
 from support import (
     RECV_TIMEOUT_S,

@@ -1,4 +1,4 @@
-"""The close-code table matches PROTOCOL.md section 5, and reasons fit a close frame."""
+"""The close-code table matches docs/protocol.md section 5, and reasons fit a close frame."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from chatgate.closecodes import (
 )
 from chatgate.errors import AuthError, CloseConnection, SessionInvalid
 
-# PROTOCOL.md section 5, written out literally: the code must agree with the contract.
+# docs/protocol.md section 5, written out literally: the code must agree with the contract.
 EXPECTED: dict[int, tuple[str, Retry]] = {
     1000: ("normal", Retry.NEVER),
     1009: ("message_too_big", Retry.NEVER),

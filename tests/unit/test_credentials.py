@@ -1,4 +1,4 @@
-"""Finding the credential on an upgrade request (PROTOCOL.md section 2)."""
+"""Finding the credential on an upgrade request (docs/protocol.md section 2)."""
 
 from __future__ import annotations
 

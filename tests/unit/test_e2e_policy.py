@@ -1,4 +1,4 @@
-"""E2E test mode, table-driven over PROTOCOL.md section 3, through the real settings."""
+"""E2E test mode, table-driven over docs/protocol.md section 3, through the real settings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parsing client frames and encoding server frames (PROTOCOL.md section 4)."""
+"""Parsing client frames and encoding server frames (docs/protocol.md section 4)."""
 
 from __future__ import annotations
 

@@ -39,6 +39,6 @@ def test_nothing_for_no_texts() -> None:
 
 
 def test_the_extension_is_read_from_the_scope() -> None:
-    assert offers_send_many({"extensions": {"chatgate.transport.send_many": {}}}) is True
+    assert offers_send_many({"extensions": {"chatgate.send_many": {}}}) is True
     assert offers_send_many({"extensions": {"websocket.http.response": {}}}) is False
     assert offers_send_many({}) is False

@@ -1,4 +1,4 @@
-"""The one tier detector, table-driven over PROTOCOL.md section 3."""
+"""The one tier detector, table-driven over docs/protocol.md section 3."""
 
 from __future__ import annotations
 

@@ -9,10 +9,7 @@ import random
 from urllib.parse import urlsplit
 
 from chatgate.errors import ConfigError
-from chatgate.logs import get_logger
 from chatgate.models import Delivery
-
-log = get_logger("chatgate.broker.base")
 
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_CAP_S = 5.0

@@ -39,7 +39,7 @@ def interrupted_payload(cid: str) -> dict[str, Any]:
 
 
 class AgentContractError(Exception):
-    """The agent broke the interface of PROTOCOL.md section 7."""
+    """The agent broke the interface of docs/protocol.md section 7."""
 
 
 def event_frame(event: StoredEvent) -> bytes:

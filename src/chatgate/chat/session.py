@@ -7,25 +7,43 @@ and nothing else; no client field can set it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chatgate.auth.tokens import VerifiedToken
+from chatgate.closecodes import CloseCode
 from chatgate.e2e import TEST_SUBJECT_PREFIX
-from chatgate.errors import SessionInvalid
+from chatgate.errors import AuthError, SessionInvalid
 
 MAX_SUBJECT_BYTES = 255
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Session:
-    """One authenticated connection's identity; ``expires_at`` moves on token refresh."""
+    """One authenticated connection's identity, complete from the handshake on.
+
+    A token refresh makes a new session (:meth:`refreshed`); nothing changes one.
+    ``claims`` are the verified token's claims, handed to agents in the run context.
+    """
 
     user_id: str
     connection_id: str
     expires_at: float
     is_test: bool
     e2e_context: dict[str, Any] | None = field(default=None, repr=False)
+    auth_method: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def refreshed(self, token: VerifiedToken) -> Session:
+        """The session under a refreshed token of the same user (raises SessionInvalid).
+
+        Raises:
+            AuthError: the token is another user's (4003).
+        """
+        if user_id_for(token) != self.user_id:
+            raise AuthError(CloseCode.AUTH_INVALID, "token of another user")
+        return replace(self, expires_at=token.expires_at, claims=token.claims)
 
 
 # Unicode's control characters (category Cc) are exactly these 65 code points.
@@ -61,6 +79,7 @@ def build_session(
     token: VerifiedToken,
     connection_id: str,
     e2e_context: dict[str, Any] | None,
+    auth_method: str | None = None,
 ) -> Session:
     """Build the session of a connection from its verified token (raises SessionInvalid)."""
     return Session(
@@ -69,4 +88,6 @@ def build_session(
         expires_at=token.expires_at,
         is_test=token.is_test,
         e2e_context=e2e_context if token.is_test else None,
+        auth_method=auth_method,
+        claims=token.claims,
     )

@@ -1,6 +1,6 @@
 """Server events as values, and the per-thread cursor that delivers them exactly once, in order.
 
-Pure: no I/O. A thread's ``event_id`` rises by one per event (PROTOCOL.md
+Pure: no I/O. A thread's ``event_id`` rises by one per event (docs/protocol.md
 section 4), so a client that has delivered up to ``n`` knows the next event
 is ``n + 1``. Across a reconnection, live events of the new socket may arrive
 before the ``resume`` that fills the gap below them; the cursor holds them

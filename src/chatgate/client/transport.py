@@ -44,7 +44,7 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 class AuthMethod(enum.StrEnum):
-    """How the token is presented (PROTOCOL.md section 2)."""
+    """How the token is presented (docs/protocol.md section 2)."""
 
     HEADER = "header"
     """``Authorization: Bearer <jwt>`` on the upgrade (server-side clients)."""

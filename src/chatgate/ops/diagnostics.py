@@ -51,7 +51,7 @@ def admin_allowed(settings: Settings, authorization: str | None) -> bool:
 
 
 def diagnostics_body(gateway: Gateway, *, via_headers: bool) -> dict[str, Any]:
-    """The diagnostics document of PROTOCOL.md section 1."""
+    """The diagnostics document of docs/protocol.md section 1."""
     settings, decision = gateway.settings, gateway.settings.tier_decision
     context = gateway.e2e.context(via_headers=via_headers)
     return {

@@ -65,7 +65,7 @@ class Credentials:
 def expected_user(token: str) -> str | None:
     """The user id a server should give this token's session, read without verifying it.
 
-    Test tokens get the ``e2e:`` prefix (PROTOCOL.md section 3). None when the
+    Test tokens get the ``e2e:`` prefix (docs/protocol.md section 3). None when the
     token cannot be read.
     """
     try:

@@ -363,10 +363,10 @@ CAUSES: dict[str, tuple[str, str]] = {
     ),
     "wrong_error": (
         "the server answered with another error than the protocol requires",
-        "compare the server's version with PROTOCOL.md",
+        "compare the server's version with docs/protocol.md",
     ),
     "limit_not_enforced": (
-        "a limit of PROTOCOL.md section 6 was not enforced",
+        "a limit of docs/protocol.md section 6 was not enforced",
         "check the server's CHATGATE_* limit settings",
     ),
     "too_slow": (

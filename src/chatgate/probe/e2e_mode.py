@@ -1,6 +1,6 @@
 """E2E test mode seen from outside: what ``/diagnostics`` reports, and what a test token gets.
 
-PROTOCOL.md section 3: a test token is accepted exactly when E2E mode is on,
+docs/protocol.md section 3: a test token is accepted exactly when E2E mode is on,
 and refused with 4005 ``e2e_not_enabled`` when it is off; ``/diagnostics``
 answers 403 only in production, where E2E mode is never on.
 """

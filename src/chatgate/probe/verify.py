@@ -104,7 +104,7 @@ def resumed(events: list[Frame], after_event_id: int) -> None:
 
 
 def e2e_policy(diagnostics: dict[str, Any]) -> tuple[str, bool]:
-    """The tier and E2E state of ``/diagnostics``, checked against the rules of PROTOCOL.md §3.
+    """The tier and E2E state of ``/diagnostics``, checked against the rules of docs/protocol.md §3.
 
     Raises:
         Problem: ``diagnostics_unavailable`` (fields missing), ``e2e_in_production``

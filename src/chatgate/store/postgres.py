@@ -20,6 +20,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
+# The driver SQLAlchemy loads only at the first connection: imported here so
+# that an install without the postgres extra fails at boot, naming it.
+import asyncpg  # noqa: F401
 from sqlalchemy import Float, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, Connection, Row, make_url

@@ -19,7 +19,7 @@ _LENGTH_64 = 127
 _HEADER_16 = struct.Struct("!BBH").pack
 _HEADER_64 = struct.Struct("!BBQ").pack
 
-SEND_MANY_EXTENSION = "chatgate.transport.send_many"
+SEND_MANY_EXTENSION = "chatgate.send_many"
 SEND_MANY = "chatgate.websocket.send_many"
 
 

@@ -1,11 +1,11 @@
-"""The history API (PROTOCOL.md section 1): a user's threads and a thread's messages.
+"""The history API (docs/protocol.md section 1): a user's threads and a thread's messages.
 
 Requests authenticate as sockets do: ``Authorization: Bearer <jwt>``, checked
 by the same verifier and mapped to the user id by the same session rules (test
 tokens included where E2E mode is on). Answers:
 
 - ``401`` ``{"error": "<slug>", "message": ...}``: no credential, or one rejected
-  (the slugs of PROTOCOL.md section 5: ``auth_required``, ``auth_invalid``,
+  (the slugs of docs/protocol.md section 5: ``auth_required``, ``auth_invalid``,
   ``auth_expired``, ``e2e_not_enabled``, ``session_invalid``);
 - ``404`` ``thread_not_found``: the thread does not exist or is another user's
   (never ``403``: whether a thread exists is not the caller's to learn);

@@ -1,0 +1,5 @@
+"""``python -m chatgate``: the same command as ``chatgate``."""
+
+from chatgate.cli import main
+
+main(prog_name="chatgate")

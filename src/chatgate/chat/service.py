@@ -1,0 +1,224 @@
+"""The chat use cases of one authenticated socket: what each client message does.
+
+A :class:`ChatService` is built once the handshake has produced a complete
+:class:`~chatgate.chat.session.Session`, and is driven by the transport: it
+gets parsed client messages and the user's deliveries, and answers by putting
+encoded frames into a :class:`FrameSink`. It knows nothing of ASGI or uvicorn,
+so it is tested with a list as its sink.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from chatgate.auth.tokens import TokenVerifier
+from chatgate.chat.runs import RunManager, event_frame
+from chatgate.chat.seen import SeenRanges
+from chatgate.chat.session import Session
+from chatgate.logs import correlation_id
+from chatgate.models import Delivery, new_id
+from chatgate.protocol import (
+    Auth,
+    Cancel,
+    ClientMessage,
+    ErrorCode,
+    Ping,
+    Resume,
+    TokenRefresh,
+    UserMessage,
+    encode,
+    error_frame,
+    timestamp,
+)
+from chatgate.settings import Settings
+from chatgate.store import Store
+
+_RESUME_PAGE = 500
+_TITLE_CHARS = 80
+_MAX_TRACKED_THREADS = 1024
+
+
+class FrameSink(Protocol):
+    """Where the service's frames go, in order (the socket's outbox)."""
+
+    def put(self, frame: bytes) -> None:
+        """Queue one encoded frame; never blocks."""
+
+
+class ChatService:
+    """Answers one socket's client messages and filters the user's deliveries for it."""
+
+    # One per open socket: slots instead of a dict per socket.
+    __slots__ = (
+        "_on_refresh",
+        "_out",
+        "_resuming",
+        "_runs",
+        "_seen",
+        "_settings",
+        "_store",
+        "_verifier",
+        "session",
+    )
+
+    def __init__(
+        self,
+        session: Session,
+        out: FrameSink,
+        *,
+        settings: Settings,
+        store: Store,
+        runs: RunManager,
+        verifier: TokenVerifier,
+        on_refresh: Callable[[Session], None],
+    ) -> None:
+        self.session = session
+        self._out = out
+        self._settings = settings
+        self._store = store
+        self._runs = runs
+        self._verifier = verifier
+        self._on_refresh = on_refresh
+        self._seen: dict[str, SeenRanges] = {}
+        self._resuming: dict[str, list[Delivery]] = {}
+
+    async def handle(self, message: ClientMessage) -> None:
+        """Carry out one parsed client message.
+
+        Raises:
+            CloseConnection: the message ends the socket (a refreshed token that is
+                invalid or of another user).
+            StoreUnavailable, BrokerUnavailable: a dependency does not answer.
+        """
+        match message:
+            case UserMessage():
+                await self._on_user_message(message)
+            case Ping():
+                self._reply("pong", {"id": message.id} if message.id is not None else {})
+            case Resume():
+                await self._on_resume(message)
+            case Cancel():
+                if not await self._runs.request_cancel(self.session.user_id, message.run_id):
+                    self.error(ErrorCode.RUN_NOT_FOUND, "no such run in flight", message.id)
+            case TokenRefresh():
+                await self._on_token_refresh(message)
+            case Auth():
+                self.error(ErrorCode.INVALID_MESSAGE, "already authenticated", None)
+
+    def error(self, code: ErrorCode, message: str, client_id: str | int | None) -> None:
+        """Send an ``error`` frame; the socket stays open."""
+        self._out.put(error_frame(code, message, correlation_id(), client_id))
+
+    def _reply(self, kind: str, payload: dict[str, Any], **envelope: Any) -> None:
+        self._out.put(encode(kind, payload, **envelope))
+
+    async def _on_user_message(self, message: UserMessage) -> None:
+        store, session = self._store, self.session
+        connection_id = session.connection_id
+        if self._runs.in_flight(connection_id) >= self._settings.max_runs_per_connection:
+            self.error(
+                ErrorCode.RATE_LIMITED, "too many runs in flight on this connection", message.id
+            )
+            return
+        if message.thread_id is None:
+            thread = await store.create_thread(session.user_id, message.text[:_TITLE_CHARS])
+        else:
+            found = await store.get_thread(session.user_id, message.thread_id)
+            if found is None:
+                self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
+                return
+            thread = found
+        history = [
+            {"role": m.role, "content": m.content} for m in await store.list_messages(thread.id)
+        ]
+        run_id = new_id("run")
+        stored = await store.add_message(thread.id, "user", message.text, run_id)
+        self._reply(
+            "message_ack",
+            {
+                "client_message_id": message.id,
+                "message_id": stored.id,
+                "thread_id": thread.id,
+                "run_id": run_id,
+            },
+            thread_id=thread.id,
+            run_id=run_id,
+        )
+        self._runs.start(
+            run_id=run_id,
+            thread_id=thread.id,
+            user_id=session.user_id,
+            connection_id=connection_id,
+            history=history,  # type: ignore[arg-type]
+            text=message.text,
+        )
+
+    async def _on_resume(self, message: Resume) -> None:
+        store, thread_id = self._store, message.thread_id
+        if await store.get_thread(self.session.user_id, thread_id) is None:
+            self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
+            return
+        if thread_id in self._resuming:
+            self.error(
+                ErrorCode.INVALID_MESSAGE, "a resume of this thread is in progress", message.id
+            )
+            return
+        # Live events of this thread wait while the log is read, so the client
+        # sees the thread in event_id order.
+        self._resuming[thread_id] = []
+        after = message.after_event_id
+        try:
+            while True:
+                page = await store.events_after(thread_id, after, _RESUME_PAGE)
+                for event in page:
+                    if self._first_sight(thread_id, event.event_id):
+                        self._out.put(event_frame(event))
+                if len(page) < _RESUME_PAGE:
+                    break
+                after = page[-1].event_id
+        finally:
+            waiting = self._resuming.pop(thread_id)
+        for delivery in waiting:
+            if self._first_sight(delivery.thread_id, delivery.event_id):
+                self._out.put(delivery.frame)
+        seen = self._seen.get(thread_id)
+        last = seen.highest if seen is not None else message.after_event_id
+        self._reply("resume_complete", {"last_event_id": last}, thread_id=thread_id)
+
+    async def _on_token_refresh(self, message: TokenRefresh) -> None:
+        verified = await self._verifier.verify_async(message.token)
+        self.session = self.session.refreshed(verified)
+        self._on_refresh(self.session)
+        expires_at = verified.expires_at
+        self._reply(
+            "token_refreshed",
+            {
+                "expires_at": timestamp(datetime.fromtimestamp(expires_at, UTC)),
+                "expires_in_s": round(expires_at - time.time(), 3),
+            },
+        )
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Pass on one of the user's events unless this socket already had it."""
+        thread_id = delivery.thread_id
+        if self._resuming:
+            waiting = self._resuming.get(thread_id)
+            if waiting is not None:
+                waiting.append(delivery)
+                return
+        if self._first_sight(thread_id, delivery.event_id):
+            self._out.put(delivery.frame)
+
+    def _first_sight(self, thread_id: str, event_id: int) -> bool:
+        """Whether the socket has not had this event yet; it has from now on."""
+        seen = self._seen.get(thread_id)
+        if seen is None:
+            if len(self._seen) >= _MAX_TRACKED_THREADS:
+                # Bound a long-lived socket's memory: forget the thread it met
+                # first. Only a resume of that thread could then repeat an event.
+                del self._seen[next(iter(self._seen))]
+            seen = self._seen[thread_id] = SeenRanges()
+        return seen.add(event_id)

@@ -1,0 +1,35 @@
+"""``chatgate migrate``: bring the store's schema up to date ahead of a deploy."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from chatgate.cli.common import EXIT_STORE_UNAVAILABLE, config_error
+from chatgate.errors import ConfigError, StoreUnavailable
+from chatgate.settings import load_settings
+from chatgate.store.base import open_store
+
+
+@click.command()
+def migrate() -> None:
+    """Bring the schema of CHATGATE_DATABASE_URL up to date, then exit."""
+    try:
+        store = open_store(load_settings().database_url)
+    except ConfigError as exc:
+        config_error(exc)
+
+    async def upgrade() -> None:
+        try:
+            await store.start()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(upgrade())
+    except StoreUnavailable as exc:
+        click.echo(f"chatgate: {exc}", err=True)
+        sys.exit(EXIT_STORE_UNAVAILABLE)
+    click.echo(f"chatgate: the {store.kind} schema is up to date")

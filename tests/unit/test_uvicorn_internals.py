@@ -1,0 +1,59 @@
+"""Every internal of uvicorn and websockets that chatgate's protocol uses still exists.
+
+A new release that moves one fails here, naming the attribute, instead of
+failing at the first socket in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.server import ServerProtocol
+
+from chatgate.transport.uvicorn_ws import (
+    UVICORN_INTERNALS,
+    WEBSOCKETS_INTERNALS,
+    GatewayWebSocketProtocol,
+)
+
+
+async def _app(scope, receive, send) -> None:
+    return None
+
+
+@pytest.fixture
+def protocol() -> WebSocketsSansIOProtocol:
+    config = uvicorn.Config(_app, ws=GatewayWebSocketProtocol, log_config=None)
+    config.load()
+    return GatewayWebSocketProtocol(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.new_event_loop()
+    )
+
+
+@pytest.mark.parametrize("name", UVICORN_INTERNALS)
+def test_uvicorn_protocol_still_has(protocol: WebSocketsSansIOProtocol, name: str) -> None:
+    assert hasattr(protocol, name), (
+        f"uvicorn's WebSocketsSansIOProtocol no longer has {name!r}: "
+        "chatgate.transport.uvicorn_ws must follow the new release"
+    )
+
+
+@pytest.mark.parametrize("name", WEBSOCKETS_INTERNALS)
+def test_websockets_server_protocol_still_has(
+    protocol: WebSocketsSansIOProtocol, name: str
+) -> None:
+    assert isinstance(protocol.conn, ServerProtocol)
+    assert hasattr(protocol.conn, name), (
+        f"websockets' ServerProtocol no longer has {name!r}: "
+        "chatgate.transport.uvicorn_ws must follow the new release"
+    )
+
+
+def test_the_overridden_methods_are_still_called_by_uvicorn() -> None:
+    # An override of a method uvicorn renamed would silently never run.
+    for name in ("handle_connect", "handle_parser_exception", "keepalive_timeout", "shutdown"):
+        assert callable(getattr(WebSocketsSansIOProtocol, name, None)), name
