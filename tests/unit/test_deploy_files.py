@@ -193,12 +193,17 @@ def test_the_image_exposes_the_default_port_and_checks_healthz_as_a_non_root_use
 
 
 def readme_extras() -> set[str]:
-    found = README_INSTALL.findall(README.read_text())
-    assert found, (
-        "README.md must say how to install chatgate for a deployment, with the line "
+    """The extras of the README's install for a deployment: the one with the PostgreSQL store."""
+    installs = [
+        {extra.strip() for extra in match.split(",")}
+        for match in README_INSTALL.findall(README.read_text())
+    ]
+    deployment = [extras for extras in installs if "postgres" in extras]
+    assert len(deployment) == 1, (
+        "README.md must say once how to install chatgate for a deployment, with the line "
         "pip install 'chatgate[postgres,redis]'"
     )
-    return {extra.strip() for extra in found[0].split(",")}
+    return deployment[0]
 
 
 def dockerfile_extras() -> list[set[str]]:
@@ -309,3 +314,11 @@ def test_nginx_balances_over_exactly_the_compose_gateways_on_the_image_port():
     servers = {d[1] for d in nginx_directives() if d[0] == "server" and len(d) > 1}
     port = dict(dockerfile_instructions())["EXPOSE"]
     assert servers == {f"{name}:{port}" for name in gateways()}
+
+
+def test_the_deploy_guide_connects_where_the_proxy_is_published():
+    proxy = next(s for s in services().values() if s.get("image", "").startswith("nginx:"))
+    host, port, _ = proxy["ports"][0].split(":")
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    assert f"ws://{host}:{port}/ws" in guide
+    assert "docker compose exec -T gateway-a chatgate token" in guide
