@@ -8,6 +8,7 @@ first user discovering it. Secrets are ``SecretStr``: their ``repr`` hides them.
 from __future__ import annotations
 
 import functools
+import hmac
 import os
 from typing import Annotated, Any
 
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     environment: str | None = Field(default=None, validation_alias="ENVIRONMENT")
     google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
     k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+    kubernetes_service_host: str | None = Field(
+        default=None, validation_alias="KUBERNETES_SERVICE_HOST"
+    )
 
     # E2E test mode.
     e2e_testing: bool = Field(default=False, validation_alias="E2E_TESTING")
@@ -85,10 +89,19 @@ class Settings(BaseSettings):
     max_runs_per_connection: PositiveInt = 4
     token_expiry_warning_s: Annotated[float, Field(ge=0)] = 60.0
     allowed_origins: str | None = None
+    # Host header values served (comma-separated, "*" any); unset: see chatgate.transport.origins.
+    allowed_hosts: str | None = None
+
+    # Transport limits (PROTOCOL.md section 6, v1.1).
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16384
+    handshake_timeout_s: PositiveFloat = 5.0
+    max_connections: PositiveInt = 10_000
 
     # Agent.
     agent: str = "demo"
     demo_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # The most recent messages of a thread an agent gets as its history.
+    history_messages: Annotated[int, Field(ge=0, le=10_000)] = 100
     # The openai agent (PROTOCOL.md section 7); the two aliases are the names
     # the openai package and every OpenAI-compatible tool already read.
     openai_model: str | None = None
@@ -156,6 +169,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as http://localhost:11434/v1")
         return value
 
+    @field_validator("admin_token")
+    @classmethod
+    def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty admin token would open /diagnostics to "Authorization: Bearer ".
+        return value if value is None or value.get_secret_value().strip() else None
+
     @field_validator("openai_api_key")
     @classmethod
     def _blank_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -174,7 +193,13 @@ class Settings(BaseSettings):
     @functools.cached_property
     def tier_decision(self) -> TierDecision:
         """The deployment tier; computed once, by the one tier detector."""
-        return detect_tier(self.environment, self.google_cloud_project, self.k_service)
+        return detect_tier(
+            self.environment,
+            self.google_cloud_project,
+            self.k_service,
+            listen_host=self.bind_host,
+            kubernetes_service_host=self.kubernetes_service_host,
+        )
 
     @property
     def bind_host(self) -> str:
@@ -241,5 +266,15 @@ def _check_keys(settings: Settings) -> None:
             raise ConfigError(
                 variable, f"too short: HS256 needs at least {MIN_HMAC_KEY_BYTES} bytes"
             )
+    e2e_key, jwt_secret = settings.e2e_oauth_simulation_key, settings.jwt_secret
+    if e2e_key is not None and jwt_secret is not None and _same_secret(e2e_key, jwt_secret):
+        raise ConfigError(
+            "E2E_OAUTH_SIMULATION_KEY",
+            "equals CHATGATE_JWT_SECRET: a test key must never mint real users",
+        )
     if settings.jwks_url and not settings.jwks_url.startswith(("https://", "http://")):
         raise ConfigError("CHATGATE_JWKS_URL", "must be an http(s) URL")
+
+
+def _same_secret(one: SecretStr, other: SecretStr) -> bool:
+    return hmac.compare_digest(one.get_secret_value().encode(), other.get_secret_value().encode())

@@ -2,12 +2,15 @@
 
 Everything that depends on the tier (authentication, session rules, E2E test
 mode, diagnostics, startup checks) asks :func:`detect_tier`; nothing else reads
-``ENVIRONMENT``, ``GOOGLE_CLOUD_PROJECT`` or ``K_SERVICE``.
+``ENVIRONMENT``, ``GOOGLE_CLOUD_PROJECT``, ``K_SERVICE`` or
+``KUBERNETES_SERVICE_HOST``. When nothing names a tier, it fails closed: only a
+server listening on loopback alone is development.
 """
 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -38,14 +41,20 @@ _STAGING_TOKENS = frozenset({"staging", "stage"})
 _PRODUCTION_TOKENS = frozenset({"prod", "production"})
 _TOKEN_SPLIT = re.compile(r"[-_.]")
 
+CLOUD_RUN_FAIL_SAFE = "K_SERVICE (Cloud Run without a tier name: fail safe)"
+KUBERNETES_FAIL_SAFE = "KUBERNETES_SERVICE_HOST (Kubernetes without a tier name: fail safe)"
+LOOPBACK_ONLY = "listen address (loopback only)"
+NOT_LOOPBACK = "listen address (not loopback: fail closed)"
+
 
 @dataclass(frozen=True, slots=True)
 class TierDecision:
     """The tier and the variable that decided it.
 
     ``source`` is ``"ENVIRONMENT"``, ``"K_SERVICE"``, ``"GOOGLE_CLOUD_PROJECT"``,
-    ``"K_SERVICE (Cloud Run without a tier name: fail safe)"`` or ``"default"``.
-    ``inferred`` is true when the tier came from the service or project names.
+    :data:`CLOUD_RUN_FAIL_SAFE`, :data:`KUBERNETES_FAIL_SAFE`, :data:`LOOPBACK_ONLY`
+    or :data:`NOT_LOOPBACK`. ``inferred`` is true when the tier came from the
+    platform: the service or project names, or running on Cloud Run or Kubernetes.
     """
 
     tier: Tier
@@ -66,12 +75,35 @@ def _infer(name: str) -> Tier | None:
     return None
 
 
+def listens_on_loopback_only(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine alone.
+
+    ``localhost``, ``127.0.0.0/8`` and ``::1`` are; a wildcard (``0.0.0.0``,
+    ``::``, empty), any other address and any other name are not.
+    """
+    name = host.strip().lower().strip("[]")
+    if name in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def detect_tier(
     environment: str | None,
     google_cloud_project: str | None,
     k_service: str | None,
+    *,
+    listen_host: str,
+    kubernetes_service_host: str | None = None,
 ) -> TierDecision:
-    """Decide the tier from the three variables (docs/protocol.md section 3).
+    """Decide the tier (docs/protocol.md section 3), first matching rule wins.
+
+    ``ENVIRONMENT``; then the tier tokens of ``K_SERVICE`` and
+    ``GOOGLE_CLOUD_PROJECT``; then Cloud Run or Kubernetes without a tier name,
+    production; then the address the server listens on, development only on
+    loopback.
 
     Raises:
         ConfigError: ``ENVIRONMENT`` is set to a name that is not a known tier.
@@ -97,7 +129,11 @@ def detect_tier(
             if tier is wanted:
                 return TierDecision(wanted, variable, inferred=True)
     if service:
-        return TierDecision(
-            Tier.PRODUCTION, "K_SERVICE (Cloud Run without a tier name: fail safe)", inferred=True
-        )
-    return TierDecision(Tier.DEVELOPMENT, "default", inferred=False)
+        return TierDecision(Tier.PRODUCTION, CLOUD_RUN_FAIL_SAFE, inferred=True)
+    if (kubernetes_service_host or "").strip():
+        return TierDecision(Tier.PRODUCTION, KUBERNETES_FAIL_SAFE, inferred=True)
+    # A container or VM that forgot ENVIRONMENT must not come up as development,
+    # with E2E mode on and diagnostics open: only a laptop-only listener is.
+    if listens_on_loopback_only(listen_host):
+        return TierDecision(Tier.DEVELOPMENT, LOOPBACK_ONLY, inferred=False)
+    return TierDecision(Tier.PRODUCTION, NOT_LOOPBACK, inferred=False)

@@ -8,13 +8,22 @@ import pytest
 
 from chatgate.errors import ConfigError
 from chatgate.settings import load_settings
-from chatgate.tiers import Tier, detect_tier
+from chatgate.tiers import (
+    CLOUD_RUN_FAIL_SAFE,
+    KUBERNETES_FAIL_SAFE,
+    LOOPBACK_ONLY,
+    NOT_LOOPBACK,
+    Tier,
+    detect_tier,
+    listens_on_loopback_only,
+)
 
-FAIL_SAFE = "K_SERVICE (Cloud Run without a tier name: fail safe)"
+FAIL_SAFE = CLOUD_RUN_FAIL_SAFE
 ENV = "ENVIRONMENT"
 KS = "K_SERVICE"
 GCP = "GOOGLE_CLOUD_PROJECT"
-DEFAULT = "default"
+# The table below runs on a laptop: listening on loopback, nothing else deciding.
+DEFAULT = LOOPBACK_ONLY
 
 
 class Row(NamedTuple):
@@ -95,7 +104,7 @@ ROWS: dict[str, Row] = {
 
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
 def test_detect_tier(row: Row) -> None:
-    decision = detect_tier(row.environment, row.project, row.service)
+    decision = detect_tier(row.environment, row.project, row.service, listen_host="127.0.0.1")
     assert decision.tier is row.tier
     assert decision.source == row.source
     assert decision.inferred is (row.source in {KS, GCP, FAIL_SAFE})
@@ -111,7 +120,7 @@ def test_table_is_large_enough() -> None:
 )
 def test_unknown_environment_is_a_config_error_naming_environment(environment: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        detect_tier(environment, "acme-staging", "chat-staging")
+        detect_tier(environment, "acme-staging", "chat-staging", listen_host="127.0.0.1")
     assert caught.value.variable == "ENVIRONMENT"
     assert str(caught.value).startswith("ENVIRONMENT:")
 
@@ -124,12 +133,27 @@ def test_unknown_environment_is_a_config_error_naming_environment(environment: s
         ({"GOOGLE_CLOUD_PROJECT": "acme.prod.eu"}, P, GCP),
         ({"K_SERVICE": "product-api"}, P, FAIL_SAFE),
         ({}, D, DEFAULT),
+        ({"CHATGATE_HOST": "0.0.0.0"}, P, NOT_LOOPBACK),  # noqa: S104
+        ({"CHATGATE_HOST": "::1"}, D, LOOPBACK_ONLY),
+        ({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, P, KUBERNETES_FAIL_SAFE),
+        ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "ENVIRONMENT": "dev"}, D, ENV),
     ],
-    ids=["env", "service", "project", "fail-safe", "nothing"],
+    ids=[
+        "env",
+        "service",
+        "project",
+        "fail-safe",
+        "nothing",
+        "all-interfaces",
+        "ipv6-loopback",
+        "kubernetes",
+        "kubernetes-with-environment",
+    ],
 )
 def test_settings_ask_the_detector(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], tier: Tier, source: str
 ) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     decision = load_settings().tier_decision
@@ -141,3 +165,85 @@ def test_settings_refuse_an_unknown_environment_at_load(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert caught.value.variable == "ENVIRONMENT"
+
+
+class Listen(NamedTuple):
+    host: str
+    kubernetes: str | None
+    tier: Tier
+    source: str
+
+
+K8S = "10.96.0.1"
+
+# Nothing names a tier: the platform, then the listening address decides (fail closed).
+LISTEN_ROWS: dict[str, Listen] = {
+    "ipv4-loopback": Listen("127.0.0.1", None, D, LOOPBACK_ONLY),
+    "ipv4-loopback-range": Listen("127.0.0.2", None, D, LOOPBACK_ONLY),
+    "ipv4-loopback-top": Listen("127.255.255.254", None, D, LOOPBACK_ONLY),
+    "ipv6-loopback": Listen("::1", None, D, LOOPBACK_ONLY),
+    "ipv6-loopback-bracketed": Listen("[::1]", None, D, LOOPBACK_ONLY),
+    "localhost": Listen("localhost", None, D, LOOPBACK_ONLY),
+    "localhost-upper": Listen("LocalHost", None, D, LOOPBACK_ONLY),
+    "all-ipv4": Listen("0.0.0.0", None, P, NOT_LOOPBACK),  # noqa: S104
+    "all-ipv6": Listen("::", None, P, NOT_LOOPBACK),
+    "wildcard-empty": Listen("", None, P, NOT_LOOPBACK),
+    "pod-ip": Listen("10.12.3.4", None, P, NOT_LOOPBACK),
+    "lan-ip": Listen("192.168.1.20", None, P, NOT_LOOPBACK),
+    "ipv6-global": Listen("2001:db8::1", None, P, NOT_LOOPBACK),
+    "a-hostname": Listen("chat.internal", None, P, NOT_LOOPBACK),
+    "localhost-lookalike": Listen("localhost.evil.example", None, P, NOT_LOOPBACK),
+    "loopback-lookalike": Listen("127.0.0.1.nip.io", None, P, NOT_LOOPBACK),
+    "kubernetes-on-loopback": Listen("127.0.0.1", K8S, P, KUBERNETES_FAIL_SAFE),
+    "kubernetes-on-all": Listen("0.0.0.0", K8S, P, KUBERNETES_FAIL_SAFE),  # noqa: S104
+    "kubernetes-blank-is-unset": Listen("127.0.0.1", "  ", D, LOOPBACK_ONLY),
+}
+
+
+@pytest.mark.parametrize("row", list(LISTEN_ROWS.values()), ids=list(LISTEN_ROWS))
+def test_nothing_named_follows_platform_then_listen_address(row: Listen) -> None:
+    decision = detect_tier(
+        None, None, None, listen_host=row.host, kubernetes_service_host=row.kubernetes
+    )
+    assert (decision.tier, decision.source) == (row.tier, row.source)
+    assert decision.inferred is (row.source == KUBERNETES_FAIL_SAFE)
+
+
+@pytest.mark.parametrize(
+    ("environment", "project", "service", "tier", "source"),
+    [
+        ("dev", None, None, D, ENV),
+        (None, "acme-staging", None, S, GCP),
+        (None, None, "chat-staging", S, KS),
+        (None, None, "chat", P, FAIL_SAFE),
+        (None, "my-project", None, P, KUBERNETES_FAIL_SAFE),
+    ],
+    ids=["environment", "project", "service", "cloud-run", "project-without-token"],
+)
+def test_names_decide_before_kubernetes(
+    environment: str | None, project: str | None, service: str | None, tier: Tier, source: str
+) -> None:
+    decision = detect_tier(
+        environment, project, service, listen_host="127.0.0.1", kubernetes_service_host=K8S
+    )
+    assert (decision.tier, decision.source) == (tier, source)
+
+
+def test_a_project_without_a_tier_token_follows_the_listen_address() -> None:
+    on_all = detect_tier(None, "my-project", None, listen_host="0.0.0.0")  # noqa: S104
+    on_loopback = detect_tier(None, "my-project", None, listen_host="127.0.0.1")
+    assert (on_all.tier, on_all.source) == (P, NOT_LOOPBACK)
+    assert (on_loopback.tier, on_loopback.source) == (D, LOOPBACK_ONLY)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"])
+def test_loopback_names(host: str) -> None:
+    assert listens_on_loopback_only(host) is True
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["0.0.0.0", "::", "", "10.0.0.1", "example.com", "localhost:80"],  # noqa: S104
+)
+def test_not_loopback(host: str) -> None:
+    assert listens_on_loopback_only(host) is False

@@ -3,7 +3,7 @@
 Never a secret: keys, tokens and URLs with credentials are left out. Open
 outside production; in production it needs ``Authorization: Bearer
 <CHATGATE_ADMIN_TOKEN>`` (compared in constant time), and with no admin token
-configured it always answers 403.
+configured (an empty one counts as none) it always answers 403.
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def admin_allowed(settings: Settings, authorization: str | None) -> bool:
     scheme, _, presented = authorization.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    expected = settings.admin_token.get_secret_value().encode()
+    expected = settings.admin_token.get_secret_value().strip().encode()
+    # An empty token is no token: "Bearer " must never match it.
+    if not expected:
+        return False
     return hmac.compare_digest(presented.strip().encode(), expected)
 
 
