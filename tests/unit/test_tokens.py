@@ -308,14 +308,6 @@ def test_asymmetric_algorithm_not_pinned(rsa_key: rsa.RSAPrivateKey) -> None:
     assert_rejected(pinned, token, CloseCode.AUTH_INVALID, "algorithm not allowed")
 
 
-def test_bad_public_key_is_a_config_error() -> None:
-    from chatgate.errors import ConfigError  # noqa: PLC0415 - used by this test only
-
-    with pytest.raises(ConfigError) as caught:
-        verifier(jwt_algorithms="RS256", jwt_public_key="not a pem")
-    assert caught.value.variable == "CHATGATE_JWT_PUBLIC_KEY"
-
-
 # --- Test tokens -------------------------------------------------------------------------
 
 
