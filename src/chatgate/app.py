@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from chatgate.chat.recovery import Recovery, instance_id_for
+from chatgate.chat.recovery import Recovery, identity_for
 from chatgate.gateway import Gateway
 from chatgate.ops.diagnostics import diagnostics_routes
 from chatgate.startup import StartupFailed, start_with_retry
@@ -133,7 +133,7 @@ def create_app(gateway: Gateway) -> GatewayApp:
     recovery = Recovery(
         gateway.store,
         gateway.runs,
-        instance_id=instance_id_for(gateway.settings),
+        identity=identity_for(gateway.settings),
         heartbeat_s=gateway.settings.instance_heartbeat_s,
     )
     return GatewayApp(gateway, recovery)

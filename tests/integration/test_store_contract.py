@@ -8,6 +8,7 @@ database are two gateway instances.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from chatgate.errors import StoreUnavailable
 from chatgate.models import RunRecord, StoredEvent
-from chatgate.store.base import Store, StoreOptions, open_store
+from chatgate.store.base import InstanceLease, Store, StoreOptions, open_store
 
 from databases import database_url
 
@@ -282,11 +283,12 @@ async def test_an_instance_starting_again_claims_its_running_runs(store: Store) 
     await store.heartbeat("host:2")
     await store.finish_run("run_done", "completed")
 
-    claimed = await store.claim_orphaned_runs("host:1", None)
+    claimed = await store.claim_orphaned_runs(["host:1"], None)
     assert claimed == [
         RunRecord("run_a", thread.id, "alice", "host:1", status="interrupted", ended=False)
     ]
-    assert await store.claim_orphaned_runs("host:1", None) == []
+    assert await store.claim_orphaned_runs(["host:1"], None) == []
+    assert [i.instance_id for i in await store.list_instances()] == ["host:2"]
 
 
 async def test_runs_of_an_instance_without_heartbeat_are_claimed(store: Store) -> None:
@@ -295,12 +297,27 @@ async def test_runs_of_an_instance_without_heartbeat_are_claimed(store: Store) -
     await store.record_run(run_record(thread.id, "alive:1", "run_live"))
     await store.record_run(run_record(thread.id, "gone:1", "run_orphan"))
 
-    assert await store.claim_orphaned_runs(None, None) == []
-    claimed = await store.claim_orphaned_runs(None, 60.0)
+    assert await store.claim_orphaned_runs((), None) == []
+    claimed = await store.claim_orphaned_runs((), 60.0)
     assert [r.run_id for r in claimed] == ["run_orphan"]
     # A heartbeat from the future is impossible: with a negative bound every
     # instance is stale, the live one too.
-    assert [r.run_id for r in await store.claim_orphaned_runs(None, -60.0)] == ["run_live"]
+    assert [r.run_id for r in await store.claim_orphaned_runs((), -60.0)] == ["run_live"]
+
+
+async def test_a_lease_says_who_holds_it_and_how_long_it_has_been_silent(store: Store) -> None:
+    lease = InstanceLease("gw-a/1f2e", "gw-a", True, "host ns", 4242)
+    await store.register_instance(lease)
+    await store.heartbeat("gw-b/9c8d")
+    listed = {i.instance_id: i for i in await store.list_instances()}
+    assert set(listed) == {"gw-a/1f2e", "gw-b/9c8d"}
+    assert dataclasses.replace(listed["gw-a/1f2e"], silent_s=0.0) == lease
+    assert listed["gw-b/9c8d"].base is None
+    assert all(0.0 <= i.silent_s < 3600 for i in listed.values())
+    await store.heartbeat("gw-a/1f2e")
+    assert (await store.list_instances())[0].pid == 4242
+    await store.release_instance("gw-a/1f2e")
+    assert [i.instance_id for i in await store.list_instances()] == ["gw-b/9c8d"]
 
 
 async def test_a_claimed_run_tells_whether_its_log_already_ended(store: Store) -> None:
@@ -310,7 +327,7 @@ async def test_a_claimed_run_tells_whether_its_log_already_ended(store: Store) -
         await store.append_event(thread.id, run_id, "agent_started", {})
         if final is not None:
             await store.append_event(thread.id, run_id, final, {})
-    claimed = {r.run_id: r.ended for r in await store.claim_orphaned_runs("host:1", None)}
+    claimed = {r.run_id: r.ended for r in await store.claim_orphaned_runs(["host:1"], None)}
     assert claimed == {"run_ended": True, "run_cut": False}
 
 
@@ -320,7 +337,7 @@ async def test_concurrent_claims_never_share_a_run(connect) -> None:
     for i in range(20):
         await one.record_run(run_record(thread.id, "dead:1", f"run_{i}"))
     first, second = await asyncio.gather(
-        one.claim_orphaned_runs(None, 30.0), two.claim_orphaned_runs(None, 30.0)
+        one.claim_orphaned_runs((), 30.0), two.claim_orphaned_runs((), 30.0)
     )
     claimed = [r.run_id for r in first + second]
     assert sorted(claimed) == sorted(f"run_{i}" for i in range(20))

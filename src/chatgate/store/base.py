@@ -8,6 +8,7 @@ scheme is a boot error.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +30,22 @@ class StoreOptions:
     def from_settings(cls, settings: Settings) -> StoreOptions:
         """The options configured by ``settings``."""
         return cls(batch_ms=settings.store_batch_ms, batch_max=settings.store_batch_max)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceLease:
+    """A gateway process as the store knows it: its lease, and what can prove it gone."""
+
+    instance_id: str
+    """Unique to the process: ``<base>/<random>``."""
+    base: str | None = None
+    """``CHATGATE_INSTANCE_ID`` when ``configured``, else ``<hostname>:<port>``."""
+    configured: bool = False
+    host: str | None = None
+    """The host and PID namespace in which ``pid`` names the process."""
+    pid: int | None = None
+    silent_s: float = 0.0
+    """Seconds since its last heartbeat, by the store's clock (when listed)."""
 
 
 class Store(Protocol):
@@ -88,18 +105,28 @@ class Store(Protocol):
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``; a run no longer running is left alone."""
 
+    async def register_instance(self, instance: InstanceLease) -> None:
+        """Record a starting process and its first heartbeat (its lease)."""
+
     async def heartbeat(self, instance_id: str) -> None:
-        """Record that ``instance_id`` is alive now."""
+        """Renew the lease of ``instance_id``: record that it is alive now."""
+
+    async def list_instances(self) -> list[InstanceLease]:
+        """Every process with a lease, each with how long it has been silent."""
+
+    async def release_instance(self, instance_id: str) -> None:
+        """Forget a process that stopped in order (its runs have ended)."""
 
     async def claim_orphaned_runs(
-        self, own_instance: str | None, stale_after_s: float | None
+        self, dead: Collection[str], stale_after_s: float | None
     ) -> list[RunRecord]:
         """Mark orphaned runs ``interrupted`` and return them, each to exactly one caller.
 
-        A running run is orphaned when it belongs to ``own_instance`` (a process
-        starting again under the id of one that died) or, when ``stale_after_s``
-        is given, when its instance has sent no heartbeat for that long.
-        ``RunRecord.ended`` tells whether its log already holds its final event.
+        A running run is orphaned when its instance is in ``dead`` (proven gone,
+        see ``chatgate.chat.recovery``) or, when ``stale_after_s`` is given, when
+        its instance has renewed no lease for that long. The leases of the
+        instances in ``dead`` are dropped. ``RunRecord.ended`` tells whether
+        the run's log already holds its final event.
         """
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 import orjson
 
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread, new_id
 from chatgate.protocol import timestamp
-from chatgate.store.base import StoreOptions
+from chatgate.store.base import InstanceLease, StoreOptions
 
 _TERMINAL_EVENTS = frozenset({"agent_completed", "agent_error"})
 
@@ -30,6 +31,7 @@ class MemoryStore:
         self._events: dict[str, list[StoredEvent]] = defaultdict(list)
         self._runs: dict[str, RunRecord] = {}
         self._heartbeats: dict[str, float] = {}
+        self._instances: dict[str, InstanceLease] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -115,17 +117,36 @@ class MemoryStore:
                 run.run_id, run.thread_id, run.owner, run.instance_id, status, run.ended
             )
 
+    async def register_instance(self, instance: InstanceLease) -> None:
+        """Record a starting process and its first heartbeat."""
+        self._instances[instance.instance_id] = instance
+        self._heartbeats[instance.instance_id] = time.time()
+
     async def heartbeat(self, instance_id: str) -> None:
-        """Record that ``instance_id`` is alive."""
+        """Renew the lease of ``instance_id``."""
+        self._instances.setdefault(instance_id, InstanceLease(instance_id))
         self._heartbeats[instance_id] = time.time()
 
+    async def list_instances(self) -> list[InstanceLease]:
+        """Every process with a lease, with how long it has been silent."""
+        now = time.time()
+        return [
+            dataclasses.replace(lease, silent_s=now - self._heartbeats[lease.instance_id])
+            for lease in sorted(self._instances.values(), key=lambda i: i.instance_id)
+        ]
+
+    async def release_instance(self, instance_id: str) -> None:
+        """Drop the lease of a process that stopped in order."""
+        self._instances.pop(instance_id, None)
+        self._heartbeats.pop(instance_id, None)
+
     async def claim_orphaned_runs(
-        self, own_instance: str | None, stale_after_s: float | None
+        self, dead: Collection[str], stale_after_s: float | None
     ) -> list[RunRecord]:
-        """Mark orphaned runs interrupted and return them."""
+        """Mark orphaned runs interrupted, drop the leases of ``dead``, return the runs."""
         claimed = []
         for run in list(self._runs.values()):
-            if run.status == "running" and self._orphaned(run, own_instance, stale_after_s):
+            if run.status == "running" and self._orphaned(run, dead, stale_after_s):
                 ended = any(
                     e.run_id == run.run_id and e.type in _TERMINAL_EVENTS
                     for e in self._events.get(run.thread_id, ())
@@ -133,12 +154,18 @@ class MemoryStore:
                 record = dataclasses.replace(run, status="interrupted", ended=ended)
                 self._runs[run.run_id] = record
                 claimed.append(record)
+        for instance_id in [*dead, *self._expired(stale_after_s)]:
+            await self.release_instance(instance_id)
         return claimed
 
-    def _orphaned(
-        self, run: RunRecord, own_instance: str | None, stale_after_s: float | None
-    ) -> bool:
-        if run.instance_id == own_instance:
+    def _expired(self, stale_after_s: float | None) -> list[str]:
+        if stale_after_s is None:
+            return []
+        deadline = time.time() - stale_after_s
+        return [i for i, seen in self._heartbeats.items() if seen < deadline]
+
+    def _orphaned(self, run: RunRecord, dead: Collection[str], stale_after_s: float | None) -> bool:
+        if run.instance_id in dead:
             return True
         if stale_after_s is None:
             return False

@@ -164,11 +164,10 @@ class PostgresStore(SQLStore):
     def _database_epoch(self) -> ColumnElement[float]:
         return cast(func.extract("epoch", func.clock_timestamp()), Float)
 
-    def _upsert_heartbeat(self, conn: Connection, instance_id: str) -> None:
-        now = self._database_epoch()
-        statement = insert(instances).values(instance_id=instance_id, heartbeat_at=now)
+    def _upsert_instance(self, conn: Connection, values: Mapping[str, Any]) -> None:
+        row = {**values, "heartbeat_at": self._database_epoch()}
+        statement = insert(instances).values(row)
+        changed = {name: value for name, value in row.items() if name != "instance_id"}
         conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[instances.c.instance_id], set_={"heartbeat_at": now}
-            )
+            statement.on_conflict_do_update(index_elements=[instances.c.instance_id], set_=changed)
         )

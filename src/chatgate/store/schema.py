@@ -17,6 +17,7 @@ from alembic.config import Config
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -117,6 +118,10 @@ instances = Table(
     metadata,
     Column("instance_id", String(255), primary_key=True),
     Column("heartbeat_at", Float, nullable=False),
+    Column("base", String(255)),
+    Column("configured", Boolean),
+    Column("host", String(255)),
+    Column("pid", Integer),
 )
 
 

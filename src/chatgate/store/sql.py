@@ -30,7 +30,7 @@ from typing import Any, TypeVar, cast
 import orjson
 from sqlalchemy import (
     bindparam,
-    or_,
+    func,
     select,
     text,
     update,
@@ -56,21 +56,20 @@ from chatgate.store.batch import (
 )
 from chatgate.store.group_commit import GroupCommit
 from chatgate.store.schema import (
-    TERMINAL_EVENTS,
     Timestamp,
     events,
-    instances,
     messages,
     runs,
     threads,
     unavailable_on_driver_errors,
     upgrade_schema,
 )
+from chatgate.store.sql_leases import SQLLeases
 
 T = TypeVar("T")
 
 
-class SQLStore:
+class SQLStore(SQLLeases):
     """The ``Store`` interface in SQLAlchemy Core; subclassed per database.
 
     A subclass runs what this class builds: :meth:`_run_query` a read,
@@ -177,44 +176,6 @@ class SQLStore:
         """Mark a running run as ended with ``status``; returns after the group commit."""
         await self._submit(EndedRun(run_id, status, timestamp()))
 
-    async def heartbeat(self, instance_id: str) -> None:
-        """Record, by the database's clock, that ``instance_id`` is alive."""
-        await self._transact(lambda conn: self._upsert_heartbeat(conn, instance_id))
-
-    async def claim_orphaned_runs(
-        self, own_instance: str | None, stale_after_s: float | None
-    ) -> list[RunRecord]:
-        """Mark orphaned runs interrupted and return them; concurrent callers never share one.
-
-        The claim is one ``UPDATE ... WHERE status = 'running'``: of two
-        instances claiming at once, the second finds the rows no longer running.
-        """
-        reasons: list[ColumnElement[bool]] = []
-        if own_instance is not None:
-            reasons.append(runs.c.instance_id == own_instance)
-        if stale_after_s is not None:
-            alive = select(instances.c.instance_id).where(
-                instances.c.heartbeat_at >= self._database_epoch() - stale_after_s
-            )
-            reasons.append(runs.c.instance_id.not_in(alive))
-        if not reasons:
-            return []
-        # Locked in id order, as the group commit's batches lock the runs they
-        # end, so that a claim and a batch cannot deadlock.
-        orphaned = (
-            select(runs.c.run_id)
-            .where(runs.c.status == "running", or_(*reasons))
-            .order_by(runs.c.run_id)
-            .with_for_update(key_share=True)
-        )
-        claim = (
-            update(runs)
-            .where(runs.c.status == "running", runs.c.run_id.in_(orphaned.scalar_subquery()))
-            .values(status="interrupted", finished_at=timestamp())
-            .returning(runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id)
-        )
-        return await self._transact(lambda conn: _claim(conn, claim))
-
     # The group commit
 
     async def _submit(self, write: Write) -> Written:
@@ -297,9 +258,6 @@ class SQLStore:
         """The database's clock in seconds since the epoch, so that hosts need not agree."""
         raise NotImplementedError
 
-    def _upsert_heartbeat(self, conn: Connection, instance_id: str) -> None:
-        raise NotImplementedError
-
     async def _run_query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
         """Run a read-only statement; return its rows."""
         raise NotImplementedError
@@ -332,23 +290,6 @@ class SQLStore:
             return await self._run_transaction(work)
 
 
-def _claim(conn: Connection, claim: Executable) -> list[RunRecord]:
-    """Run the claim; tell each claimed run whether its log already holds its final event."""
-    claimed = conn.execute(claim).all()
-    ended: set[str] = set()
-    if claimed:
-        query = select(events.c.run_id).where(
-            events.c.thread_id.in_({row.thread_id for row in claimed}),
-            events.c.run_id.in_([row.run_id for row in claimed]),
-            events.c.type.in_(TERMINAL_EVENTS),
-        )
-        ended = {row.run_id for row in conn.execute(query)}
-    return [
-        RunRecord(run_id, thread_id, owner, instance, "interrupted", run_id in ended)
-        for run_id, thread_id, owner, instance in claimed
-    ]
-
-
 # Statements built once: building and hashing a statement costs more than running it.
 
 _PING = text("SELECT 1")
@@ -365,10 +306,18 @@ _GET_THREAD = select(*_THREAD_COLUMNS).where(
     threads.c.id == bindparam("thread"), threads.c.owner == bindparam("owner")
 )
 
+# Two threads touched in the same millisecond tie on updated_at; the one whose
+# latest message was stored last (messages.seq only grows) is the more recent.
+_LATEST_MESSAGE = (
+    select(func.coalesce(func.max(messages.c.seq), 0))
+    .where(messages.c.thread_id == threads.c.id)
+    .scalar_subquery()
+)
+
 _LIST_THREADS = (
     select(*_THREAD_COLUMNS)
     .where(threads.c.owner == bindparam("owner"))
-    .order_by(threads.c.updated_at.desc(), threads.c.id.desc())
+    .order_by(threads.c.updated_at.desc(), _LATEST_MESSAGE.desc(), threads.c.id.desc())
 )
 
 _LIST_MESSAGES = (
