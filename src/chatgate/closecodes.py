@@ -17,6 +17,7 @@ class CloseCode(enum.IntEnum):
     """Every close code the server may send."""
 
     NORMAL = 1000
+    INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
@@ -62,6 +63,13 @@ CLOSE_CODES: dict[CloseCode, CloseInfo] = {
     for info in (
         CloseInfo(
             CloseCode.NORMAL, "normal", "the connection ended normally", "nothing", Retry.NEVER
+        ),
+        CloseInfo(
+            CloseCode.INVALID_PAYLOAD,
+            "invalid_payload",
+            "a text frame that is not valid UTF-8",
+            "fix the client",
+            Retry.NEVER,
         ),
         CloseInfo(
             CloseCode.MESSAGE_TOO_BIG,

@@ -16,16 +16,50 @@ import structlog
 
 # Anything shaped like a JWT, and any bearer credential: libraries log raw
 # handshake headers at DEBUG, and a line must never carry a token.
-_CREDENTIAL = re.compile(
-    r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
-    r"|(?i:bearer)[ .]+[^\s,;\"']+"
-)
+#
+# Linear in the line's length whatever it holds. Bearer credentials go first;
+# then a JWT candidate is matched from a literal "eyJ" to the end of its run of
+# token characters, which never backtracks, and its shape is checked by
+# _jwt_start without a regex. A pattern such as "eyJ[...]*\.[...]+\." rescans
+# the rest of the run from every "eyJ": quadratic, minutes of CPU for one line
+# of a megabyte of them.
+_BEARER = re.compile(r"(?i:bearer)[ .]+[^\s,;\"']+")
+_JWT_CANDIDATE = re.compile(r"eyJ[A-Za-z0-9_.-]*")
 REDACTED = "[redacted]"
+
+
+def _jwt_start(run: str) -> int:
+    """Where the first JWT of ``run`` (``eyJ…`` then two dots) begins, or -1.
+
+    A JWT is ``eyJ<a>.<b>.<c>`` with ``<b>`` not empty. Every "eyJ" before the
+    same first dot shares the verdict, so each step moves past a dot: linear.
+    """
+    start = 0
+    while True:
+        first_dot = run.find(".", start)
+        if first_dot == -1 or first_dot + 1 >= len(run):
+            return -1
+        if run[first_dot + 1] != "." and run.find(".", first_dot + 1) != -1:
+            return start
+        if run[first_dot + 1] != ".":
+            # No dot after this one: no later start can have two.
+            return -1
+        start = run.find("eyJ", first_dot + 1)
+        if start == -1:
+            return -1
+
+
+def _replace_jwt(match: re.Match[str]) -> str:
+    found = match.group()
+    start = _jwt_start(found)
+    return found if start == -1 else found[:start] + REDACTED
 
 
 def redact(text: str) -> str:
     """``text`` with every token-shaped or bearer credential replaced."""
-    return _CREDENTIAL.sub(REDACTED, text)
+    # A redacted bearer value leaves "[redacted]", which starts no JWT; a JWT
+    # left after a "bearer " would have been that bearer's value.
+    return _JWT_CANDIDATE.sub(_replace_jwt, _BEARER.sub(REDACTED, text))
 
 
 def _redact_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 MAX_ID_CHARS = 128
+MAX_INTEGER = 2**63 - 1
+"""The largest integer a client may send: every integer lands in a signed 64-bit column."""
 
 
 class ErrorCode(enum.StrEnum):
@@ -98,8 +100,13 @@ def _client_id(frame: dict[str, Any]) -> str | int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, "id must be a string or an integer")
-    if isinstance(value, str) and len(value) > MAX_ID_CHARS:
-        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, f"id longer than {MAX_ID_CHARS}")
+    if isinstance(value, str):
+        if len(value) > MAX_ID_CHARS:
+            raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, f"id longer than {MAX_ID_CHARS}")
+        if "\x00" in value:
+            raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, "id must not contain NUL")
+    elif not -MAX_INTEGER <= value <= MAX_INTEGER:
+        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, "id out of the 64-bit range")
     return value
 
 
@@ -113,7 +120,14 @@ def _string(frame: dict[str, Any], key: str, client_id: str | int | None) -> str
         raise ProtocolViolation(
             ErrorCode.INVALID_MESSAGE, f"{key} longer than {MAX_ID_CHARS}", client_id
         )
+    _refuse_nul(value, key, client_id)
     return value
+
+
+def _refuse_nul(value: str, key: str, client_id: str | int | None) -> None:
+    # PostgreSQL text cannot hold NUL: refused here, not failing in the store.
+    if "\x00" in value:
+        raise ProtocolViolation(ErrorCode.INVALID_MESSAGE, f"{key} must not contain NUL", client_id)
 
 
 def _user_message(frame: dict[str, Any], cid: str | int | None) -> UserMessage:
@@ -126,14 +140,15 @@ def _user_message(frame: dict[str, Any], cid: str | int | None) -> UserMessage:
         raise ProtocolViolation(
             ErrorCode.INVALID_MESSAGE, "payload.text must be a non-empty string", cid
         )
+    _refuse_nul(text, "payload.text", cid)
     return UserMessage(cid, thread_id, text)
 
 
 def _resume(frame: dict[str, Any], cid: str | int | None) -> Resume:
     after = frame.get("after_event_id", 0)
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_INTEGER:
         raise ProtocolViolation(
-            ErrorCode.INVALID_MESSAGE, "after_event_id must be an integer >= 0", cid
+            ErrorCode.INVALID_MESSAGE, "after_event_id must be an integer from 0 to 2^63-1", cid
         )
     return Resume(cid, _string(frame, "thread_id", cid), after)
 

@@ -18,6 +18,7 @@ from chatgate.errors import AuthError, CloseConnection, SessionInvalid
 # docs/protocol.md section 5, written out literally: the code must agree with the contract.
 EXPECTED: dict[int, tuple[str, Retry]] = {
     1000: ("normal", Retry.NEVER),
+    1007: ("invalid_payload", Retry.NEVER),
     1009: ("message_too_big", Retry.NEVER),
     1011: ("internal_error", Retry.BACKOFF),
     1012: ("service_restart", Retry.NOW),
@@ -38,7 +39,7 @@ EXPECTED: dict[int, tuple[str, Retry]] = {
 
 
 def test_table_has_exactly_the_contract_codes() -> None:
-    assert len(EXPECTED) == 17
+    assert len(EXPECTED) == 18
     assert sorted(int(code) for code in CLOSE_CODES) == sorted(EXPECTED)
     assert sorted(int(code) for code in CloseCode) == sorted(EXPECTED)
 
@@ -64,7 +65,7 @@ def test_retry_rule_of_thumb() -> None:
         elif code == 1012:
             assert row.retry is Retry.NOW
         else:
-            assert code in {1000, 1009}
+            assert code in {1000, 1007, 1009}
             assert row.retry is Retry.NEVER
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from chatgate.protocol import (
     MAX_ID_CHARS,
+    MAX_INTEGER,
     Auth,
     Cancel,
     ClientMessage,
@@ -156,6 +157,51 @@ def test_overlong_and_bool_ids_are_refused() -> None:
     )
     assert parse_client_frame(frame(type="ping", id="i" * MAX_ID_CHARS)) == Ping("i" * MAX_ID_CHARS)
     assert violation(frame(type="ping", id=True)).client_id is None
+
+
+# Integers land in signed 64-bit columns, and an id is echoed back in error frames.
+@pytest.mark.parametrize(
+    "text",
+    [
+        frame(type="resume", thread_id="th", after_event_id=2**63),
+        frame(type="resume", thread_id="th", after_event_id=2**64 - 1),
+        frame(type="resume", thread_id="th", after_event_id=2**64),
+        frame(type="resume", thread_id="th", after_event_id=10**30),
+        frame(type="ping", id=2**63),
+        frame(type="ping", id=-(2**63)),
+        frame(type="ping", id=2**64 - 1),
+        frame(type="ping", id=10**30),
+    ],
+    ids=["2^63", "2^64-1", "2^64", "10^30", "id-2^63", "id--2^63", "id-2^64-1", "id-10^30"],
+)
+def test_integers_past_64_bits_are_invalid_messages(text: str) -> None:
+    exc = violation(text)
+    assert exc.code is ErrorCode.INVALID_MESSAGE
+    assert exc.client_id is None or abs(exc.client_id) <= MAX_INTEGER  # type: ignore[arg-type]
+
+
+def test_the_largest_integers_are_accepted() -> None:
+    resume = frame(type="resume", id=MAX_INTEGER, thread_id="th", after_event_id=MAX_INTEGER)
+    assert parse_client_frame(resume) == Resume(MAX_INTEGER, "th", MAX_INTEGER)
+    assert parse_client_frame(frame(type="ping", id=-MAX_INTEGER)) == Ping(-MAX_INTEGER)
+
+
+# PostgreSQL text columns cannot hold NUL: refused at the door, never failing in the store.
+@pytest.mark.parametrize(
+    "text",
+    [
+        frame(type="ping", id="a\u0000b"),
+        frame(type="user_message", id="m", thread_id="th\u0000", payload={"text": "hi"}),
+        frame(type="user_message", id="m", payload={"text": "hi\u0000there"}),
+        frame(type="user_message", id="m", payload={"text": "\u0000"}),
+        frame(type="resume", thread_id="\u0000", after_event_id=0),
+        frame(type="cancel", run_id="run\u0000"),
+        frame(type="token_refresh", token="a.b\u0000.c"),
+    ],
+)
+def test_nul_is_refused_in_ids_and_text(text: str) -> None:
+    assert "\\u0000" in text
+    assert violation(text).code is ErrorCode.INVALID_MESSAGE
 
 
 @pytest.mark.parametrize("client_id", ["m-42", 42])

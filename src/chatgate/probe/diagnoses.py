@@ -28,6 +28,10 @@ _CLOSE_HINTS: dict[CloseCode, tuple[str, str]] = {
         "the server ended the session on purpose where the probe expected it to go on",
         "look for the connection id in the server log",
     ),
+    CloseCode.INVALID_PAYLOAD: (
+        "the client sent a text frame that is not valid UTF-8, or a proxy altered the frames",
+        "check how the client encodes text frames and any proxy that rewrites WebSocket traffic",
+    ),
     CloseCode.MESSAGE_TOO_BIG: (
         "a frame was larger than CHATGATE_MAX_MESSAGE_BYTES (announced as max_message_bytes)",
         "send smaller frames, or raise CHATGATE_MAX_MESSAGE_BYTES",
@@ -48,10 +52,7 @@ _CLOSE_HINTS: dict[CloseCode, tuple[str, str]] = {
         "read /readyz; check CHATGATE_DATABASE_URL, CHATGATE_BROKER_URL, CHATGATE_JWKS_URL",
     ),
     CloseCode.BAD_REQUEST: (
-        (
-            "the client broke the handshake or RFC 6455 (a bad frame, invalid UTF-8), or a proxy "
-            "altered the frames"
-        ),
+        ("the client broke the handshake or RFC 6455 (a bad frame), or a proxy altered the frames"),
         "check the client library and any proxy that rewrites WebSocket traffic",
     ),
     CloseCode.AUTH_REQUIRED: (
@@ -279,6 +280,10 @@ CAUSES: dict[str, tuple[str, str]] = {
     "events_out_of_order": (
         "the run's events came out of order, or their ids do not rise by one",
         "check the store's event numbering and the broker's ordering",
+    ),
+    "text_mismatch": (
+        "the run's agent_text_delta pieces, placed at their offsets, do not make its answer",
+        "check the agent's deltas and the server's offsets (code points, not bytes)",
     ),
     "missing_ids": (
         "an event lacks its thread_id, run_id or event_id",
