@@ -113,6 +113,8 @@ class Settings(BaseSettings):
 
     # Server.
     ws_compression: bool = False
+    # The chat page at "/": None follows the tier (on in development and test only).
+    chat_page: bool | None = None
     admin_token: SecretStr | None = None
     database_url: str = "sqlite:///./chatgate.db"
     broker_url: str = "memory://"
