@@ -6,18 +6,11 @@ import os
 
 import pytest
 
-_OWNED_PREFIXES = ("CHATGATE_", "E2E_")
-_OWNED_NAMES = {
-    "ENVIRONMENT",
-    "GOOGLE_CLOUD_PROJECT",
-    "K_SERVICE",
-    "DISABLE_ENHANCED_E2E_DETECTION",
-    "PORT",
-}
+from processes import OWNED_NAMES, OWNED_PREFIXES
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name in _OWNED_NAMES or name.startswith(_OWNED_PREFIXES):
+        if name in OWNED_NAMES or name.startswith(OWNED_PREFIXES):
             monkeypatch.delenv(name)

@@ -48,17 +48,29 @@ def free_port() -> int:
     return port
 
 
-def base_env(**variables: str) -> dict[str, str]:
-    """The parent's environment without any chatgate setting, plus ``variables``."""
-    owned = ("CHATGATE_", "E2E_")
-    names = {
+OWNED_PREFIXES = ("CHATGATE_", "E2E_")
+OWNED_NAMES = frozenset(
+    {
         "ENVIRONMENT",
         "GOOGLE_CLOUD_PROJECT",
         "K_SERVICE",
+        "KUBERNETES_SERVICE_HOST",
         "DISABLE_ENHANCED_E2E_DETECTION",
         "PORT",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(owned) and k not in names}
+)
+"""Variables the gateway reads: the tests set them, never the developer's shell."""
+
+
+def base_env(**variables: str) -> dict[str, str]:
+    """The parent's environment without any chatgate setting, plus ``variables``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(OWNED_PREFIXES) and k not in OWNED_NAMES
+    }
     env.update(variables)
     return env
 

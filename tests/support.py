@@ -28,6 +28,19 @@ SECRET = "test-secret-0123456789abcdef-0123456789"
 E2E_KEY = "e2e-key-0123456789abcdef-0123456789-test"
 RECV_TIMEOUT_S = 10.0
 
+DEMO_RUN = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    # "6*7 = 42" streamed a word at a time: "6*7 ", "= ", "42".
+    "agent_text_delta",
+    "agent_text_delta",
+    "agent_text_delta",
+    "agent_completed",
+]
+"""The events of the demo agent's run for an arithmetic question such as "what is 6*7?"."""
+
 
 class LocalAddress:
     """The URLs of a gateway listening on 127.0.0.1:``port``."""

@@ -162,3 +162,36 @@ async def test_a_store_that_is_down_is_503_until_it_returns() -> None:
                 assert (await get(server, "/api/threads", token)).json() == {"threads": []}
         finally:
             await proxy.close()
+
+
+async def test_history_is_paged_from_the_most_recent_and_says_where_the_next_page_is() -> None:
+    async with running_server() as server:
+        token = server.token("alice")
+        async with server.connect(token) as ws:
+            await established(ws)
+            thread_id = (await chat(ws, "what is 0+1?"))[0]["thread_id"]
+            for turn in range(1, 5):
+                await chat(ws, f"what is {turn}+1?", thread_id=thread_id, msg_id=f"m{turn}")
+        path = f"/api/threads/{thread_id}/messages"
+        whole = (await get(server, path, token)).json()
+        assert len(whole["messages"]) == 10
+        assert whole["next"] is None
+        pages, next_path = [], f"{path}?limit=3"
+        while next_path is not None:
+            body = (await get(server, next_path, token)).json()
+            pages.insert(0, body["messages"])
+            next_path = body["next"]
+        assert [len(page) for page in pages] == [1, 3, 3, 3]
+        assert [m for page in pages for m in page] == whole["messages"]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=x", "limit=²", "before=a%00b"])
+async def test_a_bad_page_query_is_400_naming_the_parameter(query: str) -> None:
+    async with running_server() as server:
+        token = server.token("alice")
+        async with server.connect(token) as ws:
+            await established(ws)
+            thread_id = (await chat(ws, "hi"))[0]["thread_id"]
+        response = await get(server, f"/api/threads/{thread_id}/messages?{query}", token)
+        body = assert_error(response, 400, "invalid_request")
+        assert query.split("=", maxsplit=1)[0] in body["message"]

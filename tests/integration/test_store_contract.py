@@ -100,6 +100,25 @@ async def test_messages_come_back_oldest_first_exactly_as_stored(store: Store) -
     assert answer.run_id == "run_1"
 
 
+async def test_messages_are_paged_from_the_most_recent(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    stored = [await store.add_message(thread.id, "user", f"m{i}", None) for i in range(7)]
+    await store.add_message((await store.create_thread("alice", "o")).id, "user", "x", None)
+    assert await store.list_messages(thread.id, limit=3) == stored[4:]
+    assert await store.list_messages(thread.id, limit=3, before=stored[4].id) == stored[1:4]
+    assert await store.list_messages(thread.id, limit=3, before=stored[1].id) == stored[:1]
+    assert await store.list_messages(thread.id, before=stored[2].id) == stored[:2]
+    assert await store.list_messages(thread.id, limit=100) == stored
+    assert await store.list_messages(thread.id, limit=3, before="msg_unknown") == []
+
+
+async def test_a_message_keeps_the_id_it_was_given(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    given = await store.add_message(thread.id, "assistant", "42", "run_1", message_id="msg_given")
+    assert given.id == "msg_given"
+    assert await store.list_messages(thread.id) == [given]
+
+
 async def test_a_message_for_an_unknown_thread_is_refused(store: Store) -> None:
     with pytest.raises(LookupError):
         await store.add_message("th_missing", "user", "lost", None)

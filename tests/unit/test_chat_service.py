@@ -37,6 +37,9 @@ class Frames:
         self.items.append(orjson.loads(frame))
         self._arrived.set()
 
+    async def room(self) -> bool:
+        return True
+
     async def wait_for(self, kind: str) -> None:
         async with asyncio.timeout(5):
             while kind not in self.types():
@@ -114,8 +117,22 @@ async def test_resume_replays_each_event_once_and_ends_with_resume_complete() ->
 
     other, fresh = await world.service()
     await other.handle(Resume(id="r", thread_id=thread_id, after_event_id=2))
-    assert [item["event_id"] for item in fresh.items[:-1]] == list(range(3, live))
-    assert fresh.types()[-1] == "resume_complete"
+    # The streamed answer comes back as one delta carrying the last merged id.
+    assert fresh.types() == [
+        "tool_executing",
+        "tool_completed",
+        "agent_text_delta",
+        "agent_completed",
+        "resume_complete",
+    ]
+    ids = [item["event_id"] for item in fresh.items[:-1]]
+    assert ids[:2] == [3, 4]
+    assert ids[-1] == live - 1
+    assert ids[-2] == live - 2
+    delta = fresh.items[2]["payload"]
+    assert delta["offset"] == 0
+    assert delta["text"] == fresh.items[3]["payload"]["text"]
+    assert "42" in delta["text"]
 
 
 async def test_a_thread_of_another_user_is_not_found() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.client.events import AGENT_EVENT_TYPES, Event, ThreadCursor
+from chatgate.client.events import AGENT_EVENT_TYPES, Event, TextAssembly, ThreadCursor
 
 
 def event(event_id: int, kind: str = "agent_thinking") -> Event:
@@ -85,3 +85,16 @@ def test_the_five_agent_events_in_contract_order() -> None:
         "tool_completed",
         "agent_completed",
     )
+
+
+def test_text_assembly_places_pieces_by_code_point_offset() -> None:
+    answer = TextAssembly()
+    answer.place(0, "héllo ")
+    answer.place(9, "✓!")  # arrives before the piece that fills the hole
+    assert answer.text == "héllo "
+    answer.place(6, "wör")
+    assert answer.text == "héllo wör✓!"
+    answer.place(0, "héllo ")  # a repeated delta changes nothing
+    answer.place(3, "lo wö")  # an overlapping merged one neither
+    assert answer.text == "héllo wör✓!"
+    assert answer.length == len("héllo wör✓!")

@@ -20,12 +20,37 @@ HISTORY: list[HistoryEntry] = [
 ]
 
 
-async def collect(
+async def stream(
     text: str,
     history: Sequence[HistoryEntry] = (),
     agent: DemoAgent | None = None,
 ) -> list[AgentEvent]:
     return [event async for event in (agent or DemoAgent()).run(history, text)]
+
+
+async def collect(
+    text: str,
+    history: Sequence[HistoryEntry] = (),
+    agent: DemoAgent | None = None,
+) -> list[AgentEvent]:
+    """The events with the streamed answer folded into agent_completed, as clients see it."""
+    events = await stream(text, history, agent)
+    deltas = [e["payload"]["text"] for e in events if e["type"] == "agent_text_delta"]
+    folded = [e for e in events if e["type"] != "agent_text_delta"]
+    assert folded[-1] == {"type": "agent_completed", "payload": {}}
+    folded[-1] = {"type": "agent_completed", "payload": {"text": "".join(deltas)}}
+    return folded
+
+
+@pytest.mark.asyncio
+async def test_the_answer_streams_a_word_at_a_time_after_the_tool() -> None:
+    events = await stream("what is 6*7?")
+    kinds = types(events)
+    first_delta = kinds.index("agent_text_delta")
+    assert kinds[:first_delta] == ["agent_thinking", "tool_executing", "tool_completed"]
+    assert set(kinds[first_delta:-1]) == {"agent_text_delta"}
+    assert kinds[-1] == "agent_completed"
+    assert [e["payload"]["text"] for e in events[first_delta:-1]] == ["6*7 ", "= ", "42"]
 
 
 def types(events: list[AgentEvent]) -> list[str]:

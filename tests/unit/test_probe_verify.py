@@ -88,3 +88,28 @@ def test_e2e_policy_violations_are_named() -> None:
     assert cause(verify.e2e_policy, diagnostics("staging", True)) == "e2e_policy_inconsistent"
     assert cause(verify.e2e_policy, diagnostics("test", False)) == "e2e_policy_inconsistent"
     assert cause(verify.e2e_policy, {"tier": "staging"}) == "diagnostics_unavailable"
+
+
+def delta(event_id: int, offset: int, text: str) -> dict[str, Any]:
+    payload = {"message_id": "msg", "offset": offset, "text": text}
+    return {"type": "agent_text_delta", "event_id": event_id, "payload": payload}
+
+
+def test_a_resume_may_skip_ids_only_before_a_merged_delta() -> None:
+    merged = [*run(FIVE[2:4], 3), delta(9, 0, "6*7 = 42"), *run(FIVE[4:], 10)]
+    verify.resumed(merged, 2)
+    skipped_tool = [*run(FIVE[2:3], 3), *run(FIVE[3:], 6)]
+    assert cause(verify.resumed, skipped_tool, 2) == "resume_incomplete"
+    backwards = [*run(FIVE[2:4], 3), delta(4, 0, "x"), *run(FIVE[4:], 5)]
+    assert cause(verify.resumed, backwards, 2) == "resume_incomplete"
+
+
+def test_streamed_text_must_assemble_into_the_answer() -> None:
+    end = {"type": "agent_completed", "event_id": 9, "payload": {"text": "6*7 = 42"}}
+    verify.streamed_text([delta(5, 0, "6*7 "), delta(7, 6, "42"), delta(6, 4, "= "), end])
+    verify.streamed_text([delta(5, 0, "6*7 = "), delta(6, 4, "= 42"), end])
+    wrong = [delta(5, 0, "6*7 "), delta(6, 4, "= 41"), end]
+    assert cause(verify.streamed_text, wrong) == "text_mismatch"
+    holed = [delta(5, 0, "6*7 "), delta(6, 6, "42"), end]
+    assert cause(verify.streamed_text, holed) == "text_mismatch"
+    verify.streamed_text(run(FIVE))

@@ -7,6 +7,7 @@ gateway can be run and tested end to end with it.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,14 @@ def _json_number(value: float) -> float:
 def _event(event_type: str, **payload: Any) -> AgentEvent:
     """Build one agent event as the interface in ``base.py`` describes it."""
     return {"type": event_type, "payload": payload}
+
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+def _pieces(text: str) -> list[str]:
+    """The answer cut as a model streams it: a word and the space after it at a time."""
+    return _PIECE.findall(text)
 
 
 def _greeting(turns: int) -> str:
@@ -91,12 +100,14 @@ class DemoAgent:
             await asyncio.sleep(self._delay_s)
 
     async def run(self, history: Sequence[HistoryEntry], text: str) -> AsyncIterator[AgentEvent]:
-        """Yield thinking, then the calculator's call and result if any, then the answer."""
+        """Yield thinking, the calculator's call and result if any, then the answer streamed."""
         arithmetic = find_arithmetic(text)
         if arithmetic is None:
             yield _event("agent_thinking", text="Reading your message.")
             await self._pause()
-            yield _event("agent_completed", text=_greeting(len(history)))
+            for piece in _pieces(_greeting(len(history))):
+                yield _event("agent_text_delta", text=piece)
+            yield _event("agent_completed")
             return
         expression = arithmetic.expression
         yield _event("agent_thinking", text=f"I will work out {expression} with the calculator.")
@@ -106,4 +117,6 @@ class DemoAgent:
         tool_completed, answer = _calculate(arithmetic)
         yield tool_completed
         await self._pause()
-        yield _event("agent_completed", text=answer)
+        for piece in _pieces(answer):
+            yield _event("agent_text_delta", text=piece)
+        yield _event("agent_completed")

@@ -13,33 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatgate.agents.base import AGENT_EVENT_TYPES, HistoryEntry
+from chatgate.agents.base import AgentFailure, HistoryEntry, RunContext
 from chatgate.agents.loader import LoadedAgent
 from chatgate.broker.base import Broker
+from chatgate.chat.answer import AgentContractError, RunAnswer, UnknownEvent
 from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
-from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent
+from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent, new_id
 from chatgate.protocol import encode
 from chatgate.store.base import Store
 
 log = get_logger("chatgate.chat.runs")
 
-_MAX_AGENT_PAYLOAD_KEYS = 64
+_FAILURE_MESSAGE_CHARS = 300
 INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"
 
 
 def interrupted_payload(cid: str) -> dict[str, Any]:
     """The payload of the ``agent_error`` that ends a run whose process stopped."""
     return {"code": "run_interrupted", "message": INTERRUPTED_MESSAGE, "correlation_id": cid}
-
-
-class AgentContractError(Exception):
-    """The agent broke the interface of docs/protocol.md section 7."""
 
 
 def event_frame(event: StoredEvent) -> bytes:
@@ -54,18 +52,6 @@ def event_frame(event: StoredEvent) -> bytes:
     )
 
 
-def _checked(item: object) -> tuple[str, dict[str, Any]]:
-    if not isinstance(item, dict):
-        raise AgentContractError(f"yielded {type(item).__name__}, not a dict")
-    kind = item.get("type")
-    payload = item.get("payload", {})
-    if kind not in AGENT_EVENT_TYPES:
-        raise AgentContractError(f"yielded an event of type {str(kind)[:40]!r}")
-    if not isinstance(payload, dict) or len(payload) > _MAX_AGENT_PAYLOAD_KEYS:
-        raise AgentContractError("payload must be a dict")
-    return str(kind), payload
-
-
 @dataclass(slots=True)
 class Run:
     """A run in flight."""
@@ -77,6 +63,7 @@ class Run:
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
     awaiting_agent: bool = field(default=False, repr=False)
+    answer: RunAnswer = field(default_factory=lambda: RunAnswer(new_id("msg")), repr=False)
 
 
 class RunManager:
@@ -95,6 +82,7 @@ class RunManager:
         self._runs: dict[str, Run] = {}
         self._per_connection: Counter[str] = Counter()
         self._stopping = False
+        self._takes_context = _takes_context(agent.agent)
         self.instance_id = instance_id
 
     def in_flight(self, connection_id: str) -> int:
@@ -110,12 +98,21 @@ class RunManager:
         connection_id: str,
         history: Sequence[HistoryEntry],
         text: str,
+        message_id: str = "",
+        claims: Mapping[str, Any] | None = None,
     ) -> Run:
-        """Start a run in the background and return it."""
+        """Start a run in the background and return it.
+
+        ``message_id`` is the user message that started the run; it and the
+        verified ``claims`` reach an agent that accepts a ``context``.
+        """
         run = Run(run_id, thread_id, user_id, connection_id)
         self._runs[run_id] = run
         self._per_connection[connection_id] += 1
-        run.task = asyncio.create_task(self._execute(run, list(history), text), name=run_id)
+        context = RunContext(user_id, thread_id, run_id, message_id, claims or {})
+        run.task = asyncio.create_task(
+            self._execute(run, list(history), text, context), name=run_id
+        )
         run.task.add_done_callback(lambda _: self._forget(run))
         return run
 
@@ -208,23 +205,35 @@ class RunManager:
         finally:
             run.awaiting_agent = False
 
-    async def _execute(self, run: Run, history: list[HistoryEntry], text: str) -> None:
+    async def _execute(
+        self, run: Run, history: list[HistoryEntry], text: str, context: RunContext
+    ) -> None:
         record = RunRecord(run.run_id, run.thread_id, run.user_id, self.instance_id)
         try:
             await self._store.record_run(record)
             await self.emit(run, "agent_started", {"agent": self._agent.name})
-            status = await self._outcome(run, history, text)
+            status = await self._outcome(run, history, text, context)
             await self._store.finish_run(run.run_id, status)
         except StoreUnavailable:
             # Nothing more of this run can be kept. It stays recorded as
             # running, and this instance's next start ends it as interrupted.
             log.warning("run abandoned: store unavailable", run_id=run.run_id)
 
-    async def _outcome(self, run: Run, history: list[HistoryEntry], text: str) -> RunStatus:
+    def _iterate(
+        self, history: list[HistoryEntry], text: str, context: RunContext
+    ) -> AsyncIterator[Any]:
+        agent = self._agent.agent
+        if self._takes_context:
+            return aiter(agent.run(history, text, context=context))  # type: ignore[call-arg]
+        return aiter(agent.run(history, text))
+
+    async def _outcome(
+        self, run: Run, history: list[HistoryEntry], text: str, context: RunContext
+    ) -> RunStatus:
         """Drive the agent to the run's final event; return how the run ended."""
         events: AsyncIterator[Any] | None = None
         try:
-            events = aiter(self._agent.agent.run(history, text))
+            events = self._iterate(history, text, context)
             await self._drive(run, events)
         except asyncio.CancelledError:
             if self._stopping:
@@ -232,26 +241,41 @@ class RunManager:
                 return "interrupted"
             if not run.cancel_requested:
                 raise
-            await self.emit(run, "agent_completed", {"text": "", "status": "cancelled"})
+            await self._finish(run, run.answer.cancelled())
             return "cancelled"
         except StoreUnavailable:
             raise
+        except AgentFailure as failure:
+            # A failure the agent named (the model refused the key, ...): no bug here.
+            cid = correlation_id()
+            log.warning("agent failed", run_id=run.run_id, code=failure.code, correlation_id=cid)
+            await self._fail(run, failure.code, failure.message[:_FAILURE_MESSAGE_CHARS], cid)
+            return "failed"
         except Exception:
             # The agent is user code: its failure ends the run, never the process.
             cid = correlation_id()
             log.exception("agent failed", run_id=run.run_id, correlation_id=cid)
-            await self.emit(
-                run,
-                "agent_error",
-                {"code": "agent_failed", "message": "the agent failed", "correlation_id": cid},
-            )
+            await self._fail(run, "agent_failed", "the agent failed", cid)
             return "failed"
         finally:
             if events is not None:
                 await _close_quietly(events)
         return "completed"
 
+    async def _fail(self, run: Run, code: str, message: str, cid: str) -> None:
+        payload = {"code": code, "message": message, "correlation_id": cid}
+        await self.emit(run, "agent_error", payload)
+
+    async def _finish(self, run: Run, payload: dict[str, Any]) -> None:
+        """Store the answer, then tell the clients: the history holds it before they hear."""
+        text = payload["text"]
+        await self._store.add_message(
+            run.thread_id, "assistant", text, run.run_id, message_id=run.answer.message_id
+        )
+        await self.emit(run, "agent_completed", payload)
+
     async def _drive(self, run: Run, events: AsyncIterator[Any]) -> None:
+        answer = run.answer
         while True:
             if run.cancel_requested:
                 raise asyncio.CancelledError
@@ -259,16 +283,15 @@ class RunManager:
                 item = await self._next(run, events)
             except StopAsyncIteration:
                 raise AgentContractError("ended without agent_completed") from None
-            kind, payload = _checked(item)
+            try:
+                kind, payload = answer.event(item)
+            except UnknownEvent as unknown:
+                log.warning(
+                    "agent event of unknown type skipped", run_id=run.run_id, type=str(unknown)
+                )
+                continue
             if kind == "agent_completed":
-                answer = payload.get("text")
-                final = {
-                    **payload,
-                    "text": answer if isinstance(answer, str) else "",
-                    "status": "completed",
-                }
-                await self.emit(run, kind, final)
-                await self._store.add_message(run.thread_id, "assistant", final["text"], run.run_id)
+                await self._finish(run, payload)
                 return
             await self.emit(run, kind, payload)
 
@@ -279,3 +302,14 @@ async def _close_quietly(events: AsyncIterator[Any]) -> None:
         # The run is already over; an agent that fails while cleaning up changes nothing.
         with contextlib.suppress(Exception):
             await aclose()
+
+
+def _takes_context(agent: object) -> bool:
+    """Whether the agent's ``run`` accepts a ``context`` keyword (older agents do not)."""
+    try:
+        parameters = inspect.signature(getattr(agent, "run")).parameters  # noqa: B009
+    except (TypeError, ValueError):
+        return False
+    return "context" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from chatgate.auth.tokens import TokenVerifier
-from chatgate.chat.runs import RunManager, event_frame
+from chatgate.chat.replay import DeltaMerger
+from chatgate.chat.runs import RunManager
 from chatgate.chat.seen import SeenRanges
 from chatgate.chat.session import Session
 from chatgate.logs import correlation_id
@@ -46,6 +47,9 @@ class FrameSink(Protocol):
 
     def put(self, frame: bytes) -> None:
         """Queue one encoded frame; never blocks."""
+
+    async def room(self) -> bool:
+        """Wait until the queue has room for more; False once the socket is closing."""
 
 
 class ChatService:
@@ -131,9 +135,8 @@ class ChatService:
                 self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
                 return
             thread = found
-        history = [
-            {"role": m.role, "content": m.content} for m in await store.list_messages(thread.id)
-        ]
+        recent = await store.list_messages(thread.id, limit=self._settings.history_messages)
+        history = [{"role": m.role, "content": m.content} for m in recent]
         run_id = new_id("run")
         stored = await store.add_message(thread.id, "user", message.text, run_id)
         self._reply(
@@ -154,6 +157,8 @@ class ChatService:
             connection_id=connection_id,
             history=history,  # type: ignore[arg-type]
             text=message.text,
+            message_id=stored.id,
+            claims=session.claims,
         )
 
     async def _on_resume(self, message: Resume) -> None:
@@ -169,16 +174,8 @@ class ChatService:
         # Live events of this thread wait while the log is read, so the client
         # sees the thread in event_id order.
         self._resuming[thread_id] = []
-        after = message.after_event_id
         try:
-            while True:
-                page = await store.events_after(thread_id, after, _RESUME_PAGE)
-                for event in page:
-                    if self._first_sight(thread_id, event.event_id):
-                        self._out.put(event_frame(event))
-                if len(page) < _RESUME_PAGE:
-                    break
-                after = page[-1].event_id
+            await self._replay(thread_id, message.after_event_id)
         finally:
             waiting = self._resuming.pop(thread_id)
         for delivery in waiting:
@@ -187,6 +184,26 @@ class ChatService:
         seen = self._seen.get(thread_id)
         last = seen.highest if seen is not None else message.after_event_id
         self._reply("resume_complete", {"last_event_id": last}, thread_id=thread_id)
+
+    async def _replay(self, thread_id: str, after: int) -> None:
+        """Send the log after ``after``, deltas merged, paced to the send queue."""
+        merger = DeltaMerger()
+        while True:
+            page = await self._store.events_after(thread_id, after, _RESUME_PAGE)
+            for event in page:
+                if not self._first_sight(thread_id, event.event_id):
+                    frames = merger.flush()
+                else:
+                    frames = merger.add(event)
+                for frame in frames:
+                    if not await self._out.room():
+                        return
+                    self._out.put(frame)
+            if len(page) < _RESUME_PAGE:
+                break
+            after = page[-1].event_id
+        for frame in merger.flush():
+            self._out.put(frame)
 
     async def _on_token_refresh(self, message: TokenRefresh) -> None:
         verified = await self._verifier.verify_async(message.token)

@@ -29,7 +29,7 @@ from chatgate.client.errors import (
     ServerClosed,
     UnexpectedFrame,
 )
-from chatgate.client.events import AGENT_EVENT_TYPES, Event, ThreadCursor
+from chatgate.client.events import AGENT_EVENT_TYPES, Event, TextAssembly, ThreadCursor
 from chatgate.client.runs import RunStream
 from chatgate.client.transport import AuthMethod, Opened, open_socket
 
@@ -53,6 +53,7 @@ __all__ = [
     "RequestFailed",
     "RunStream",
     "ServerClosed",
+    "TextAssembly",
     "ThreadCursor",
     "TokenProvider",
     "UnexpectedFrame",

@@ -21,6 +21,9 @@ AGENT_EVENT_TYPES = (
 )
 """The five agent events of a run, in the order a run sends them."""
 
+TEXT_DELTA = "agent_text_delta"
+"""A piece of a run's answer, between ``agent_started`` and the run's end."""
+
 RUN_END_TYPES = frozenset({"agent_completed", "agent_error"})
 """A run ends with exactly one of these."""
 
@@ -111,3 +114,44 @@ class ThreadCursor:
     def waiting(self) -> int:
         """How many events are held behind a gap."""
         return len(self._held)
+
+
+class TextAssembly:
+    """An answer built from ``agent_text_delta`` pieces placed at their offsets.
+
+    Offsets count Unicode code points, as Python's ``str`` does. A piece that
+    was already placed (a delta delivered twice, or a merged resume delta
+    overlapping live ones) changes nothing; a piece past a hole waits until
+    the hole is filled.
+    """
+
+    __slots__ = ("_held", "_parts", "length")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._held: dict[int, str] = {}
+        self.length = 0
+
+    @property
+    def text(self) -> str:
+        """The answer so far, without holes."""
+        return "".join(self._parts)
+
+    def place(self, offset: int, text: str) -> None:
+        """Put ``text`` at ``offset``; ignore what is already there."""
+        if offset > self.length:
+            self._held[offset] = text
+            return
+        self._append(text[self.length - offset :])
+        while self._held:
+            ready = [o for o in self._held if o <= self.length]
+            if not ready:
+                return
+            for start in sorted(ready):
+                piece = self._held.pop(start)
+                self._append(piece[self.length - start :] if start <= self.length else "")
+
+    def _append(self, text: str) -> None:
+        if text:
+            self._parts.append(text)
+            self.length += len(text)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatgate.client.errors import ClientError
-from chatgate.client.events import Event
+from chatgate.client.events import TEXT_DELTA, Event, TextAssembly
 
 
 class RunStream:
@@ -27,12 +27,19 @@ class RunStream:
         self.message_id: str | None = ack.get("message_id")
         self.ack = ack
         self.ended = False
+        self.answer = TextAssembly()
+        """The answer as its ``agent_text_delta`` events arrived (``answer.text``)."""
         self._queue: asyncio.Queue[Event | ClientError] = asyncio.Queue()
 
     def put(self, item: Event | ClientError) -> None:
         """Hand the stream its next event, or the error that ends it."""
-        if isinstance(item, Event) and item.ends_run:
-            self.ended = True
+        if isinstance(item, Event):
+            if item.ends_run:
+                self.ended = True
+            elif item.type == TEXT_DELTA:
+                offset, text = item.payload.get("offset"), item.payload.get("text")
+                if isinstance(offset, int) and offset >= 0 and isinstance(text, str):
+                    self.answer.place(offset, text)
         self._queue.put_nowait(item)
 
     def __aiter__(self) -> AsyncIterator[Event]:

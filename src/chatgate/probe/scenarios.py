@@ -158,6 +158,7 @@ async def chat_round_trip(ctx: ProbeContext, state: ProbeState) -> str:
     async with await Wire.open(ctx, token, doing="opening a socket for the round trip") as wire:
         ack, events = await dialogue.round_trip(wire, "probe-chat")
     verify.five_events(events)
+    verify.streamed_text(events)
     thread_id, run_id = dialogue.ack_ids(ack)
     state.details["chat_round_trip"] = {
         "thread_id": thread_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatgate.client.events import AGENT_EVENT_TYPES, RUN_END_TYPES
+from chatgate.client.events import AGENT_EVENT_TYPES, RUN_END_TYPES, TEXT_DELTA, TextAssembly
 from chatgate.probe.outcome import Problem, fail
 
 _KNOWN_AGENT_ERRORS = frozenset({"agent_failed", "run_interrupted"})
@@ -83,15 +83,17 @@ def numbered(events: list[Frame], thread_id: str, run_id: str) -> None:
 
 
 def resumed(events: list[Frame], after_event_id: int) -> None:
-    """Events after ``after_event_id`` each came once, without a gap, through the run's end.
+    """Events after ``after_event_id`` each came once, in order, through the run's end.
+
+    An id may be skipped only right before an ``agent_text_delta``: a resume
+    merges consecutive deltas into one frame carrying the last merged id.
 
     Raises:
         Problem: ``resume_incomplete``.
     """
     ids = [event.get("event_id") for event in events]
-    expected = list(range(after_event_id + 1, after_event_id + 1 + len(ids)))
     ended = bool(events) and events[-1].get("type") in RUN_END_TYPES
-    if sorted(i for i in ids if isinstance(i, int)) != expected or len(set(ids)) != len(ids):
+    if not _dense_but_for_merged_deltas(events, after_event_id):
         raise fail(
             "resume_incomplete",
             f"after event {after_event_id} the resume and live delivery gave ids {ids}",
@@ -100,6 +102,48 @@ def resumed(events: list[Frame], after_event_id: int) -> None:
         raise fail(
             "resume_incomplete",
             f"after event {after_event_id} the events {_types(events)} did not reach the run's end",
+        )
+
+
+def _dense_but_for_merged_deltas(events: list[Frame], after_event_id: int) -> bool:
+    numbered = sorted(
+        (event["event_id"], event.get("type"))
+        for event in events
+        if isinstance(event.get("event_id"), int)
+    )
+    if len(numbered) != len(events) or len({i for i, _ in numbered}) != len(numbered):
+        return False
+    previous = after_event_id
+    for event_id, kind in numbered:
+        if event_id != previous + 1 and not (event_id > previous and kind == TEXT_DELTA):
+            return False
+        previous = event_id
+    return True
+
+
+def streamed_text(events: list[Frame]) -> None:
+    """When the run streamed deltas, they assemble into ``agent_completed.text``.
+
+    Raises:
+        Problem: ``text_mismatch``.
+    """
+    answer = TextAssembly()
+    streamed = False
+    for event in events:
+        payload = event.get("payload") or {}
+        if event.get("type") == TEXT_DELTA:
+            offset, text = payload.get("offset"), payload.get("text")
+            if not isinstance(offset, int) or not isinstance(text, str):
+                raise fail("text_mismatch", f"a delta without offset or text: {payload!r:.120}")
+            answer.place(offset, text)
+            streamed = True
+    if not streamed or not events or events[-1].get("type") != "agent_completed":
+        return
+    final = (events[-1].get("payload") or {}).get("text")
+    if final != answer.text:
+        raise fail(
+            "text_mismatch",
+            f"deltas make {answer.text[:60]!r}, agent_completed.text is {str(final)[:60]!r}",
         )
 
 

@@ -75,12 +75,27 @@ class Store(Protocol):
         """Return ``owner``'s threads, most recently updated first."""
 
     async def add_message(
-        self, thread_id: str, role: Role, content: str, run_id: str | None
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None = None,
     ) -> Message:
-        """Append a message to a thread; returns once it is stored (committed)."""
+        """Append a message to a thread; returns once it is stored (committed).
 
-    async def list_messages(self, thread_id: str) -> list[Message]:
-        """Return a thread's messages, oldest first."""
+        ``message_id`` is the id to give it (a run's answer has its id before it
+        is stored: the deltas carry it); a new one when None.
+        """
+
+    async def list_messages(
+        self, thread_id: str, limit: int | None = None, before: str | None = None
+    ) -> list[Message]:
+        """Return a thread's messages, oldest first.
+
+        With ``limit``, only the most recent ``limit`` of them; with ``before``,
+        only those older than that message (an unknown id gives none).
+        """
 
     async def append_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]

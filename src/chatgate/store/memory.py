@@ -60,21 +60,33 @@ class MemoryStore:
         return sorted(mine, key=lambda t: t.updated_at, reverse=True)
 
     async def add_message(
-        self, thread_id: str, role: Role, content: str, run_id: str | None
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None = None,
     ) -> Message:
         """Append a message and touch the thread (raises LookupError for an unknown thread)."""
         thread = self._thread(thread_id)
         now = timestamp()
-        message = Message(new_id("msg"), thread_id, role, content, run_id, now)
+        message = Message(message_id or new_id("msg"), thread_id, role, content, run_id, now)
         self._messages[thread_id].append(message)
         self._threads[thread_id] = Thread(
             thread.id, thread.owner, thread.title, thread.created_at, updated_at=now
         )
         return message
 
-    async def list_messages(self, thread_id: str) -> list[Message]:
-        """Return a thread's messages, oldest first."""
-        return list(self._messages.get(thread_id, ()))
+    async def list_messages(
+        self, thread_id: str, limit: int | None = None, before: str | None = None
+    ) -> list[Message]:
+        """Return a thread's messages, oldest first: the last ``limit`` before ``before``."""
+        messages = self._messages.get(thread_id, [])
+        end = len(messages)
+        if before is not None:
+            end = next((i for i, m in enumerate(messages) if m.id == before), 0)
+        start = 0 if limit is None else max(0, end - limit)
+        return messages[start:end]
 
     async def append_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]

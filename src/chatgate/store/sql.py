@@ -118,21 +118,37 @@ class SQLStore(SQLLeases):
         return [Thread(*tuple(row)) for row in await self._read(_LIST_THREADS, {"owner": owner})]
 
     async def add_message(
-        self, thread_id: str, role: Role, content: str, run_id: str | None
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None = None,
     ) -> Message:
         """Store a message and touch its thread; returns after the group commit holding it.
 
         Raises:
             LookupError: no thread ``thread_id`` exists.
         """
-        message = Message(new_id("msg"), thread_id, role, content, run_id, timestamp())
+        message = Message(
+            message_id or new_id("msg"), thread_id, role, content, run_id, timestamp()
+        )
         await self._submit(NewMessage(message))
         return message
 
-    async def list_messages(self, thread_id: str) -> list[Message]:
-        """Return a thread's messages, oldest first."""
-        rows = await self._read(_LIST_MESSAGES, {"thread": thread_id})
-        return [Message(*tuple(row)) for row in rows]
+    async def list_messages(
+        self, thread_id: str, limit: int | None = None, before: str | None = None
+    ) -> list[Message]:
+        """Return a thread's messages, oldest first: the last ``limit`` before ``before``."""
+        if limit is None and before is None:
+            rows = await self._read(_LIST_MESSAGES, {"thread": thread_id})
+            return [Message(*tuple(row)) for row in rows]
+        params = {"thread": thread_id, "limit": limit if limit is not None else _ALL_ROWS}
+        if before is None:
+            rows = await self._read(_RECENT_MESSAGES, params)
+        else:
+            rows = await self._read(_MESSAGES_BEFORE, {**params, "before": before})
+        return [Message(*tuple(row)) for row in reversed(rows)]
 
     # The event log
 
@@ -331,6 +347,39 @@ _LIST_MESSAGES = (
     )
     .where(messages.c.thread_id == bindparam("thread"))
     .order_by(messages.c.seq)
+)
+
+_ALL_ROWS = 2**62
+"""A LIMIT that takes every row (PostgreSQL refuses the -1 that SQLite reads so)."""
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    messages.c.thread_id,
+    messages.c.role,
+    messages.c.content,
+    messages.c.run_id,
+    messages.c.created_at,
+)
+
+# The most recent first, limited; the caller reverses the page to oldest first.
+_RECENT_MESSAGES = (
+    select(*_MESSAGE_COLUMNS)
+    .where(messages.c.thread_id == bindparam("thread"))
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit"))
+)
+
+_MESSAGES_BEFORE = (
+    select(*_MESSAGE_COLUMNS)
+    .where(
+        messages.c.thread_id == bindparam("thread"),
+        messages.c.seq
+        < select(messages.c.seq)
+        .where(messages.c.id == bindparam("before"), messages.c.thread_id == bindparam("thread"))
+        .scalar_subquery(),
+    )
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit"))
 )
 
 _EVENTS_AFTER = (

@@ -11,6 +11,7 @@ slowly overflows the budget and is closed with 4102.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ class CloseFrame:
 class Outbox:
     """Frames waiting to be written, in order, then at most one close."""
 
-    __slots__ = ("_batch_bytes", "_bytes", "_closing", "_frames", "_limit", "_wake")
+    __slots__ = ("_batch_bytes", "_bytes", "_closing", "_frames", "_limit", "_room", "_wake")
 
     def __init__(
         self, limit_bytes: int, wake: Callable[[], None], batch_bytes: int = BATCH_BYTES
@@ -43,11 +44,32 @@ class Outbox:
         self._batch_bytes = batch_bytes
         self._wake = wake
         self._closing = False
+        # Set while a producer waits for the queue to drain (a resume being replayed).
+        self._room: asyncio.Future[None] | None = None
 
     @property
     def closing(self) -> bool:
         """Whether a close has been queued; later frames are dropped."""
         return self._closing
+
+    async def room(self) -> bool:
+        """Wait until at most half the byte budget is queued; False once the socket closes.
+
+        A producer that could fill the queue by itself (a replay) paces itself
+        with this instead of overflowing into a 4102 close.
+        """
+        while not self._closing and self._bytes > self._limit // 2:
+            if self._room is None:
+                self._room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room)
+        return not self._closing
+
+    def _release_room(self) -> None:
+        room = self._room
+        if room is not None and (self._closing or self._bytes <= self._limit // 2):
+            self._room = None
+            if not room.done():
+                room.set_result(None)
 
     def put(self, frame: bytes) -> None:
         """Queue a frame; past the byte budget the queue is replaced by a 4102 close."""
@@ -68,6 +90,7 @@ class Outbox:
             return
         self._closing = True
         self._append(CloseFrame(code, detail))
+        self._release_room()
 
     def pop(self) -> list[bytes] | CloseFrame | None:
         """The next frames in order, else the close when it is next, else None.
@@ -96,6 +119,8 @@ class Outbox:
             taken.append(item)
             size += item_size
         self._bytes -= size
+        if self._room is not None:
+            self._release_room()
         if not frames:
             # Storage is released with the last frame: most sockets are idle.
             self._frames = None

@@ -16,6 +16,7 @@ The token is never echoed, in a body or a log line.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -56,6 +57,11 @@ def thread_json(thread: Thread) -> dict[str, Any]:
         "created_at": thread.created_at,
         "updated_at": thread.updated_at,
     }
+
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -99,23 +105,60 @@ class HistoryAPI:
         return JSONResponse({"threads": [thread_json(t) for t in found]}, headers=_PRIVATE)
 
     async def messages(self, request: Request) -> JSONResponse:
-        """``GET /api/threads/{thread_id}/messages``: the caller's thread, oldest message first."""
+        """``GET /api/threads/{thread_id}/messages``: a page of the caller's thread, oldest first.
+
+        ``?limit=`` (default 100, at most 1000) of the most recent messages,
+        ``?before=<message_id>`` for the page before that one; ``next`` says
+        where the page before this one is, or is null at the thread's start.
+        """
         thread_id = request.path_params["thread_id"]
+        page = _page(request.query_params.get("limit"), request.query_params.get("before"))
+        if isinstance(page, JSONResponse):
+            return page
+        limit, before = page
         store = self.gateway.store
         try:
             user_id = await self._caller(request)
             thread = await store.get_thread(user_id, thread_id)
-            found = await store.list_messages(thread_id) if thread is not None else []
+            found = (
+                await store.list_messages(thread_id, limit=limit + 1, before=before)
+                if thread is not None
+                else []
+            )
         except CloseConnection as exc:
             return _rejected(exc)
         except StoreUnavailable:
             return _unavailable()
         if thread is None:
             return _error(404, "thread_not_found", "no such thread")
-        return JSONResponse(
-            {"thread": thread_json(thread), "messages": [message_json(m) for m in found]},
-            headers=_PRIVATE,
+        more = len(found) > limit
+        if more:
+            found = found[1:]
+        following = (
+            f"/api/threads/{thread_id}/messages?limit={limit}&before={found[0].id}"
+            if more
+            else None
         )
+        body = {
+            "thread": thread_json(thread),
+            "messages": [message_json(m) for m in found],
+            "next": following,
+        }
+        return JSONResponse(body, headers=_PRIVATE)
+
+
+def _page(limit: str | None, before: str | None) -> tuple[int, str | None] | JSONResponse:
+    """The page a query asks for, or the 400 that says what is wrong with it."""
+    size = DEFAULT_PAGE
+    if limit is not None:
+        if not (limit.isascii() and limit.isdigit() and len(limit) <= 4) or not (
+            1 <= int(limit) <= MAX_PAGE
+        ):
+            return _error(400, "invalid_request", f"limit must be 1 to {MAX_PAGE}")
+        size = int(limit)
+    if before is not None and not _ID.fullmatch(before):
+        return _error(400, "invalid_request", "before must be a message_id")
+    return size, before
 
 
 def _unavailable() -> JSONResponse:

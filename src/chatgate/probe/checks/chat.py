@@ -49,6 +49,7 @@ async def agent_events(run: CheckRun) -> str:
     async with await run.open() as wire:
         _, events = await dialogue.round_trip(wire, "check-events")
     verify.five_events(events)
+    verify.streamed_text(events)
     return " ".join(str(event.get("type")) for event in events)
 
 
