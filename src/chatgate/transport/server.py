@@ -1,6 +1,8 @@
 """Serving the app with uvicorn: its configuration, and a server that exits 0 after a drain.
 
-The WebSocket protocol it runs is :class:`~chatgate.transport.uvicorn_ws.GatewayWebSocketProtocol`,
+The HTTP protocol it runs is :class:`~chatgate.transport.uvicorn_http.GatewayHttpProtocol`,
+which bounds the request head and the number of open sockets; the WebSocket
+protocol is :class:`~chatgate.transport.uvicorn_ws.GatewayWebSocketProtocol`,
 which maps every protocol-level close onto the close-code table.
 """
 
@@ -10,7 +12,9 @@ import contextlib
 import gc
 import importlib.util
 import logging
+import resource
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +23,12 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from chatgate.settings import Settings
+from chatgate.transport.uvicorn_http import (
+    GatewayConfig,
+    GatewayHttpProtocol,
+    TransportLimits,
+    limits_of,
+)
 from chatgate.transport.uvicorn_ws import GatewayWebSocketProtocol
 
 log = logging.getLogger("chatgate.transport.server")
@@ -27,10 +37,12 @@ _DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _GC_THRESHOLD = 10_000
 _RFC_TOO_BIG = 1009
 _RFC_INTERNAL = 1011
+_SPARE_FILES = 256
+"""Descriptors beyond one per socket: store and broker pools, logs, the listening sockets."""
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """The server's configuration: websockets-sansio, and uvloop and httptools when installed."""
+    """The server's configuration: the gateway's protocols, and uvloop when installed."""
     options: dict[str, Any] = {
         "host": settings.bind_host,
         "port": settings.port,
@@ -40,7 +52,8 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         "ws_ping_timeout": settings.heartbeat_timeout_s,
         "ws_per_message_deflate": settings.ws_compression,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        # httptools is a dependency: the head limits live in the gateway's subclass of it.
+        "http": GatewayHttpProtocol,
         "lifespan": "on",
         "log_config": None,
         "access_log": False,
@@ -48,7 +61,20 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         "timeout_graceful_shutdown": max(settings.drain_timeout_s - 1.0, 1.0),
     }
     options.update(overrides)
-    return uvicorn.Config(app, **options)
+    return GatewayConfig(app, limits=TransportLimits.from_settings(settings), **options)
+
+
+def file_limit_warning(max_connections: int) -> str | None:
+    """A warning when this process may not open a descriptor for every allowed socket."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + _SPARE_FILES
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    return (
+        f"the open-file limit ({soft}) is below CHATGATE_MAX_CONNECTIONS ({max_connections}) "
+        f"plus {_SPARE_FILES} spare: raise it (ulimit -n {needed}) "
+        "or lower CHATGATE_MAX_CONNECTIONS"
+    )
 
 
 class GatewayServer(uvicorn.Server):
@@ -57,6 +83,13 @@ class GatewayServer(uvicorn.Server):
     uvicorn re-raises the signal it caught once it has drained, so a supervisor
     would see a process killed by SIGTERM; the drain finished, so say so.
     """
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until told to exit; first, say if the file limit cannot hold every socket."""
+        warning = file_limit_warning(limits_of(self.config).max_connections)
+        if warning is not None:
+            log.warning(warning)
+        super().run(sockets=sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

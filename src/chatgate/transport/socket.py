@@ -35,6 +35,7 @@ from chatgate.protocol import (
     parse_client_frame,
     timestamp,
 )
+from chatgate.transport.frame_limit import shared_limiter
 from chatgate.transport.handshake import Disconnected, Handshake
 from chatgate.transport.outbox import CloseFrame, Outbox
 from chatgate.transport.ratelimit import RateLimiter, SlidingWindow, Verdict
@@ -181,8 +182,12 @@ class Connection:
                 return
             limiter = self._limiter
             if limiter is None:
-                limiter = self._limiter = RateLimiter(
-                    settings.rate_limit_messages, settings.rate_limit_window_s
+                # Under chatgate's server the limiter also counts the socket's pings.
+                shared = shared_limiter(self.scope)
+                limiter = self._limiter = (
+                    shared.get()
+                    if shared is not None
+                    else RateLimiter(settings.rate_limit_messages, settings.rate_limit_window_s)
                 )
             verdict = limiter.check(loop.time())
             if verdict is Verdict.CLOSE:

@@ -6,6 +6,12 @@ those closes carry websockets' own codes and reasons (1011 for a missed pong).
 The subclasses here give each one the code and ``"<slug>: <detail>"`` reason of
 the wire contract and count it in the close statistics.
 
+Every WebSocket open counts toward ``CHATGATE_MAX_CONNECTIONS`` (refused by
+:mod:`chatgate.transport.uvicorn_http` before the upgrade); ping frames count
+into the socket's rate limit, shared with the app through the
+``chatgate.frame_limit`` extension (:mod:`chatgate.transport.frame_limit`); a
+text message that is not UTF-8 closes 1007 with one DEBUG line, not a traceback.
+
 The protocol also offers the ``chatgate.send_many`` ASGI extension
 (:mod:`chatgate.transport.send_many`): a run's events are queued in bursts, and
 one write per frame was the largest cost of a chat round trip.
@@ -18,8 +24,9 @@ release moved. The pins in ``pyproject.toml`` stop below the next major version.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -29,16 +36,25 @@ from websockets.server import ServerProtocol
 
 from chatgate.closecodes import CloseCode, close_reason
 from chatgate.logs import correlation_id
+from chatgate.transport.frame_limit import FRAME_LIMIT, SharedLimiter
+from chatgate.transport.ratelimit import Verdict
 from chatgate.transport.send_many import SEND_MANY, SEND_MANY_EXTENSION, serialize_text_frames
+from chatgate.transport.uvicorn_http import limits_of
 
 log = logging.getLogger("chatgate.transport.uvicorn_ws")
 
+_RFC_ABNORMAL = 1006
+_RFC_INVALID_DATA = 1007
 _RFC_TOO_BIG = 1009
 _RFC_INTERNAL = 1011
 
 UVICORN_INTERNALS = (
     # methods overridden or called on WebSocketsSansIOProtocol
+    "connection_made",
+    "connection_lost",
     "handle_connect",
+    "handle_ping",
+    "send_receive_event_to_app",
     "handle_parser_exception",
     "keepalive_timeout",
     "shutdown",
@@ -57,6 +73,11 @@ UVICORN_INTERNALS = (
     "pending_ping_payload",
     "ping_timeout",
     "queue",
+    "config",
+    "loop",
+    "frames",
+    "curr_msg_data_type",
+    "read_paused",
 )
 """What :class:`GatewayWebSocketProtocol` uses of uvicorn's protocol beyond the ASGI contract."""
 
@@ -77,6 +98,10 @@ WEBSOCKETS_INTERNALS = (
 class _GatewayServerProtocol(ServerProtocol):
     """websockets' server protocol, failing with the gateway's codes and reasons."""
 
+    def close_with(self, code: CloseCode, detail: str) -> None:
+        """Fail the connection with a code of the table (no mapping)."""
+        super().fail(code, close_reason(code, detail))
+
     def fail(self, code: int, reason: str = "") -> None:
         if code == _RFC_TOO_BIG:
             code, reason = (
@@ -85,7 +110,13 @@ class _GatewayServerProtocol(ServerProtocol):
                     CloseCode.MESSAGE_TOO_BIG, f"frame over {self.max_message_size} bytes"
                 ),
             )
-        elif code in {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SERVICE_RESTART}:
+        elif code == _RFC_INVALID_DATA:
+            code, reason = (
+                CloseCode.INVALID_PAYLOAD,
+                close_reason(CloseCode.INVALID_PAYLOAD, reason[:80]),
+            )
+        elif code in {CloseCode.HEARTBEAT_TIMEOUT, CloseCode.SERVICE_RESTART, _RFC_ABNORMAL}:
+            # Ours already, or the peer is gone (1006 sends no close frame).
             pass
         elif code == _RFC_INTERNAL:
             # websockets' parser raised something it did not expect: a bug on
@@ -97,8 +128,7 @@ class _GatewayServerProtocol(ServerProtocol):
                 close_reason(CloseCode.INTERNAL_ERROR, f"cid={cid}"),
             )
         else:
-            # Protocol errors (1002), invalid UTF-8 (1007), unsupported data
-            # (1003): the client broke RFC 6455.
+            # Protocol errors (1002), unsupported data (1003): the client broke RFC 6455.
             code, reason = CloseCode.BAD_REQUEST, close_reason(CloseCode.BAD_REQUEST, reason[:80])
         super().fail(code, reason)
 
@@ -108,17 +138,83 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The subclass only overrides a method: swapping the class of the
+        # The subclass only overrides methods: swapping the class of the
         # protocol uvicorn built costs nothing, building a second one does.
         self.conn.__class__ = _GatewayServerProtocol
+        self._limits = limits_of(self.config)
+        self._frame_limit: SharedLimiter | None = None
+        self._counted = False
+
+    @property
+    def _conn(self) -> _GatewayServerProtocol:
+        return cast("_GatewayServerProtocol", self.conn)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the socket toward ``CHATGATE_MAX_CONNECTIONS``."""
+        super().connection_made(transport)
+        self._limits.open_sockets += 1
+        self._counted = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop counting the socket."""
+        if self._counted:
+            self._counted = False
+            self._limits.open_sockets -= 1
+        super().connection_lost(exc)
 
     def handle_connect(self, event: Request) -> None:
-        """Start the app, telling it that it may send several frames in one message."""
+        """Start the app, offering it ``send_many`` and the socket's shared rate limiter."""
         super().handle_connect(event)
-        # The app's task is created but has not run yet: it sees the extension.
+        # The app's task is created but has not run yet: it sees the extensions.
         scope = getattr(self, "scope", None)
         if scope is not None and not self.handshake_complete:
+            limits = self._limits
+            shared = SharedLimiter(limits.rate_limit_messages, limits.rate_limit_window_s)
+            self._frame_limit = shared
             scope["extensions"][SEND_MANY_EXTENSION] = {}
+            scope["extensions"][FRAME_LIMIT] = shared
+
+    def handle_ping(self) -> None:
+        """A client ping counts against the socket's rate limit like a message."""
+        shared = self._frame_limit
+        if shared is not None and shared.get().check(self.loop.time()) is Verdict.CLOSE:
+            self._fail_now(CloseCode.RATE_LIMITED, "kept sending pings past the rate limit")
+            return
+        super().handle_ping()
+
+    def send_receive_event_to_app(self) -> None:
+        """Hand a complete message to the app; text that is not UTF-8 closes 1007.
+
+        uvicorn logs a traceback at ERROR for every such message and closes
+        without a reason; a client's mistake is worth one DEBUG line.
+        """
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        frames, self.frames = self.frames, []
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            log.debug("closing 1007: a text message is not UTF-8 (byte %d)", exc.start)
+            self._fail_now(CloseCode.INVALID_PAYLOAD, f"text is not UTF-8 at byte {exc.start}")
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            # Backpressure as uvicorn applies it: one message at a time to the app.
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _fail_now(self, code: CloseCode, detail: str) -> None:
+        """Close with ``code`` at once, telling the app the socket is gone."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        self._conn.close_with(code, detail)
+        self._record(code)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": int(code)})
+        self.transport.close()
 
     def _record(self, code: int) -> None:
         gateway = self.app_state.get("gateway")
@@ -171,20 +267,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         """No pong within the heartbeat timeout: 4101, never 1011."""
         self.pong_timer = None
         self.pending_ping_payload = None
-        if self.close_sent or self.transport.is_closing():
-            return
-        timeout = self.ping_timeout
-        self.conn.fail(
-            CloseCode.HEARTBEAT_TIMEOUT,
-            close_reason(CloseCode.HEARTBEAT_TIMEOUT, f"no pong within {timeout:g}s"),
-        )
-        self._record(CloseCode.HEARTBEAT_TIMEOUT)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.close_sent = True
-        self.queue.put_nowait(
-            {"type": "websocket.disconnect", "code": int(CloseCode.HEARTBEAT_TIMEOUT)}
-        )
-        self.transport.close()
+        self._fail_now(CloseCode.HEARTBEAT_TIMEOUT, f"no pong within {self.ping_timeout:g}s")
 
     def shutdown(self) -> None:
         """The server is draining: close open sockets with 1012 and a reason."""
