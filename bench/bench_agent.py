@@ -1,30 +1,34 @@
 """The agent chatgate runs under the benchmark (``CHATGATE_AGENT=bench_agent:BenchAgent``).
 
 A message ``stream N`` streams N small ``agent_thinking`` events and an
-``agent_completed``: the event-delivery scenario. Any other message goes to the
-demo agent unchanged, so the chat round trip measures exactly the demo agent.
-Self-contained (it imports nothing from ``bench``) because the server process
-imports it with only ``bench/`` on its path.
+``agent_completed``: the event-delivery scenario. ``deltas N`` streams an answer
+of N ``agent_text_delta`` events (``w0 w1 ...``) and an ``agent_completed`` whose
+text the gateway fills from them: the streamed-answer and resume scenarios. Any
+other message goes to the demo agent unchanged, so the chat round trip measures
+exactly the demo agent. Self-contained (it imports nothing from ``bench``)
+because the server process imports it with only ``bench/`` on its path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from chatgate.agents.demo import DemoAgent
 
-_STREAM = re.compile(r"stream (\d{1,6})\Z")
+_COUNTED = re.compile(r"(stream|deltas) (\d{1,6})\Z")
 MAX_STREAM_EVENTS = 100_000
+_DELTAS_BETWEEN_YIELDS = 1_000
 
 
-def stream_count(text: str) -> int | None:
-    """The N of a ``stream N`` message, or None for any other text."""
-    match = _STREAM.match(text)
+def counted_request(text: str) -> tuple[str, int] | None:
+    """The kind and N of a ``stream N`` or ``deltas N`` message, or None for any other text."""
+    match = _COUNTED.match(text)
     if match is None:
         return None
-    return min(int(match.group(1)), MAX_STREAM_EVENTS)
+    return match.group(1), min(int(match.group(2)), MAX_STREAM_EVENTS)
 
 
 async def _stream(count: int) -> AsyncIterator[dict[str, Any]]:
@@ -33,8 +37,20 @@ async def _stream(count: int) -> AsyncIterator[dict[str, Any]]:
     yield {"type": "agent_completed", "payload": {"text": f"streamed {count} events"}}
 
 
+async def _deltas(count: int) -> AsyncIterator[dict[str, Any]]:
+    # No pause between deltas: the figure is the gateway's cost per delta, not a model's pace.
+    # Only a long answer hands the loop over now and then: on the memory store nothing
+    # in a run awaits, so without it thousands of deltas would fill the socket's 1 MiB
+    # send queue before the socket could write any, and the socket would close 4102.
+    for index in range(count):
+        yield {"type": "agent_text_delta", "payload": {"text": f"w{index} "}}
+        if index % _DELTAS_BETWEEN_YIELDS == _DELTAS_BETWEEN_YIELDS - 1:
+            await asyncio.sleep(0)
+    yield {"type": "agent_completed", "payload": {}}
+
+
 class BenchAgent:
-    """The demo agent, plus ``stream N`` for the event-delivery scenario."""
+    """The demo agent, plus ``stream N`` and ``deltas N`` for the delivery scenarios."""
 
     name = "bench"
 
@@ -43,7 +59,8 @@ class BenchAgent:
 
     def run(self, history: Sequence[Any], text: str) -> AsyncIterator[dict[str, Any]]:
         """Return the event iterator for ``text``; no extra layer around the demo agent's."""
-        count = stream_count(text)
-        if count is None:
+        found = counted_request(text)
+        if found is None:
             return self._demo.run(history, text)
-        return _stream(count)
+        kind, count = found
+        return _stream(count) if kind == "stream" else _deltas(count)

@@ -32,8 +32,10 @@ class Flavor:
     path: str
     chat: bytes
     stream: bytes
+    deltas: bytes
     ping: bytes
     started: bytes
+    delta: bytes
     completed: bytes
     failure: tuple[bytes, ...]
 
@@ -43,8 +45,10 @@ JSON = Flavor(
     "/ws",
     frames.JSON_CHAT,
     frames.JSON_STREAM,
+    frames.JSON_DELTAS,
     frames.JSON_PING,
     b'{"type":"agent_started"',
+    b'{"type":"agent_text_delta"',
     b'{"type":"agent_completed"',
     (b'{"type":"error"', b'{"type":"agent_error"'),
 )
@@ -53,8 +57,10 @@ SOCKETIO = Flavor(
     "/socket.io/?EIO=4&transport=websocket",
     frames.SIO_CHAT,
     frames.SIO_STREAM,
+    frames.SIO_DELTAS,
     frames.SIO_PING,
     b'42["agent_started"',
+    b'42["agent_text_delta"',
     b'42["agent_completed"',
     (b'42["error"', b'42["agent_error"'),
 )
@@ -81,6 +87,7 @@ class Tally:
     sending: bool = True
     completed: int = 0
     frames: int = 0
+    deltas: int = 0
     errors: int = 0
     closes: dict[int, int] = field(default_factory=dict)
     to_started: array[float] = field(default_factory=lambda: array("d"))
@@ -91,8 +98,9 @@ class Client(WSListener):  # type: ignore[misc]
     """One socket: authenticates, then runs closed-loop requests while ``tally.sending``.
 
     ``mode`` is ``idle`` (authenticate and wait), ``echo`` (a ping, any reply
-    completes it), ``chat`` (a chat message, completed by ``agent_completed``)
-    or ``stream`` (a ``stream N`` message; every frame counts as an event).
+    completes it), ``chat`` (a chat message, completed by ``agent_completed``),
+    ``stream`` (a ``stream N`` message; every frame counts as an event) or
+    ``deltas`` (a ``deltas N`` message; ``agent_text_delta`` frames are counted apart).
     """
 
     def __init__(self, flavor: Flavor, mode: str, tally: Tally, token: str | None) -> None:
@@ -106,9 +114,13 @@ class Client(WSListener):  # type: ignore[misc]
         self.sent_at = 0.0
         self.sent = 0
         self.closing = False
-        self._request = {"chat": flavor.chat, "stream": flavor.stream, "echo": flavor.ping}.get(
-            mode, b""
-        )
+        requests = {
+            "chat": flavor.chat,
+            "stream": flavor.stream,
+            "deltas": flavor.deltas,
+            "echo": flavor.ping,
+        }
+        self._request = requests.get(mode, b"")
 
     # Connection life
 
@@ -191,6 +203,8 @@ class Client(WSListener):  # type: ignore[misc]
         measured = tally.window.holds(now)
         if measured:
             tally.frames += 1
+            if data.startswith(flavor.delta):
+                tally.deltas += 1
         if self.mode == "echo":
             self._completed(now, measured)
         elif data.startswith(flavor.completed):
@@ -204,3 +218,78 @@ class Client(WSListener):  # type: ignore[misc]
         if measured:
             self.tally.completed += 1
         self._next()
+
+
+class Recorder(WSListener):
+    """A chatgate socket that keeps every text frame it receives, for scenarios about one answer.
+
+    :meth:`expect` hands out a future for the next frame of a type; an ``error`` or
+    ``agent_error`` frame fails it, so a refused request ends the wait at once.
+    """
+
+    def __init__(self) -> None:
+        self.transport: WSTransport | None = None
+        self.established: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.frames: list[bytes] = []
+        self.closing = False
+        self.closed_with: int | None = None
+        """The close code of a close the server started."""
+        self._wanted = b""
+        self._arrival: asyncio.Future[float] | None = None
+
+    def expect(self, prefix: bytes) -> asyncio.Future[float]:
+        """A future of the ``perf_counter`` time when a frame starting with ``prefix`` arrives."""
+        self._wanted = prefix
+        self._arrival = asyncio.get_running_loop().create_future()
+        return self._arrival
+
+    def count(self, prefix: bytes) -> int:
+        """How many of the frames received so far start with ``prefix``."""
+        return sum(1 for frame in self.frames if frame.startswith(prefix))
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, _transport: WSTransport) -> None:
+        lost = ConnectionError(
+            f"closed by the server ({self.closed_with}) after {len(self.frames)} frames"
+        )
+        for waiting in (self.established, self._arrival):
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(lost)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.CLOSE:
+            if not self.closing:
+                self.closed_with = frame.get_close_code().value
+                transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+            return
+        if frame.msg_type is not _TEXT:
+            return
+        data = frame.get_payload_as_bytes()
+        if not self.established.done():
+            if data.startswith(b'{"type":"connection_established"'):
+                self.established.set_result(None)
+            else:
+                self.established.set_exception(ConnectionError(f"refused: {data[:80]!r}"))
+            return
+        self.frames.append(data)
+        arrival = self._arrival
+        if arrival is None or arrival.done():
+            return
+        if data.startswith(self._wanted):
+            arrival.set_result(time.perf_counter())
+        elif data.startswith(JSON.failure):
+            arrival.set_exception(RuntimeError(f"refused: {data[:200]!r}"))
+
+    def send(self, data: bytes) -> None:
+        """Send one text frame."""
+        assert self.transport is not None
+        self.transport.send(_TEXT, data)
+
+    def close(self) -> None:
+        """Start the closing handshake (1000); the server's close completes it."""
+        self.closing = True
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.send_close(WSCloseCode.OK)

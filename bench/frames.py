@@ -1,8 +1,8 @@
 """Frames on the wire: what the load generator sends, and what the baselines answer.
 
 The raw picows and bare uvicorn baselines run no agent: they answer a chat
-message with six pre-encoded frames shaped exactly like chatgate's (the same
-envelope, the same payloads), so they measure the cost of moving the same bytes.
+message with pre-encoded frames shaped exactly like chatgate's (the same
+frames, envelope and payloads), so they measure the cost of moving the same bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import orjson
 CHAT_TEXT = "what is 6*7?"
 STREAM_EVENTS = 100
 """Events per run in the event-delivery scenario (plus ack, started and completed)."""
+ANSWER_DELTAS = 200
+"""``agent_text_delta`` events per run in the streamed-answer scenario."""
 
 _TS = "2026-01-01T00:00:00.000Z"
 _THREAD = "th_0123456789abcdef01234567"
@@ -57,18 +59,35 @@ _ACK = _frame(
         "run_id": _RUN,
     },
 )
+_MESSAGE = "msg_89abcdef0123456789abcdef"
+_CALL = "call_0123456789abcdef01234567"
+_ANSWER = ("6*7 ", "= ", "42")
 CHAT_REPLY: tuple[bytes, ...] = (
     _ACK,
     _frame("agent_started", {"agent": "demo"}, 1),
     _frame("agent_thinking", {"text": "I will work out 6*7 with the calculator."}, 2),
-    _frame("tool_executing", {"tool_name": "calculator", "arguments": {"expression": "6*7"}}, 3),
+    _frame(
+        "tool_executing",
+        {"tool_name": "calculator", "arguments": {"expression": "6*7"}, "tool_call_id": _CALL},
+        3,
+    ),
     _frame(
         "tool_completed",
-        {"tool_name": "calculator", "result": 42, "duration_ms": 0.004},
+        {"tool_name": "calculator", "result": 42, "duration_ms": 0.004, "tool_call_id": _CALL},
         4,
     ),
-    _frame("agent_completed", {"text": "6*7 = 42", "status": "completed"}, 5),
+    # The demo agent streams its answer a word at a time.
+    *(
+        _frame(
+            "agent_text_delta",
+            {"message_id": _MESSAGE, "offset": sum(map(len, _ANSWER[:i])), "text": piece},
+            5 + i,
+        )
+        for i, piece in enumerate(_ANSWER)
+    ),
+    _frame("agent_completed", {"text": "".join(_ANSWER), "status": "completed"}, 8),
 )
+"""What chatgate sends for ``what is 6*7?`` with the demo agent: the ack and eight events."""
 
 
 def stream_reply(count: int) -> tuple[bytes, ...]:
@@ -94,6 +113,7 @@ def requested_stream(data: bytes) -> int | None:
 
 _CHAT_MESSAGE = {"id": "1", "payload": {"text": CHAT_TEXT}}
 _STREAM_MESSAGE = {"id": "1", "payload": {"text": f"stream {STREAM_EVENTS}"}}
+_DELTAS_MESSAGE = {"id": "1", "payload": {"text": f"deltas {ANSWER_DELTAS}"}}
 
 
 def json_request(kind: str, body: dict[str, Any]) -> bytes:
@@ -108,7 +128,9 @@ def socketio_event(event: str, body: dict[str, Any]) -> bytes:
 
 JSON_CHAT = json_request("user_message", _CHAT_MESSAGE)
 JSON_STREAM = json_request("user_message", _STREAM_MESSAGE)
+JSON_DELTAS = json_request("user_message", _DELTAS_MESSAGE)
 JSON_PING = json_request("ping", {"id": 1})
 SIO_CHAT = socketio_event("user_message", _CHAT_MESSAGE)
 SIO_STREAM = socketio_event("user_message", _STREAM_MESSAGE)
+SIO_DELTAS = socketio_event("user_message", _DELTAS_MESSAGE)
 SIO_PING = socketio_event("ping", {"id": 1})

@@ -16,18 +16,27 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import jwt
+import orjson
 import uvloop
 from picows import WSError, WSTransport, ws_connect
 
-from bench.clients import FLAVORS, JSON, Client, Flavor, Tally, Window
+from bench.clients import FLAVORS, JSON, Client, Flavor, Recorder, Tally, Window
+from bench.frames import json_request
 
 CONNECT_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 10.0
 MAX_HANDSHAKES_PER_WORKER = 1_000_000
+ANSWER_TIMEOUT_S = 120.0
+"""How long the resume scenario waits for its answer to be produced, or replayed."""
 _CONNECT_CONCURRENCY = 200
+_ACK = b'{"type":"message_ack"'
+_COMPLETED = b'{"type":"agent_completed"'
+_RESUME_COMPLETE = b'{"type":"resume_complete"'
+_DELTA = b'{"type":"agent_text_delta"'
+_L = TypeVar("_L", Client, Recorder)
 
 
 def raise_fd_limit() -> int:
@@ -94,20 +103,29 @@ class Channel:
 
 
 async def open_client(target: Target, mode: str, tally: Tally, user: str) -> Client:
-    """Connect and authenticate one socket.
+    """Connect and authenticate one load socket.
+
+    Raises:
+        WSError, OSError, ConnectionError, TimeoutError: the socket did not get established.
+    """
+    return await connect(target, user, lambda token: Client(target.flavor, mode, tally, token))
+
+
+async def connect(target: Target, user: str, factory: Callable[[str | None], _L]) -> _L:
+    """Connect one socket made by ``factory(token)`` and wait until it is established.
 
     Raises:
         WSError, OSError, ConnectionError, TimeoutError: the socket did not get established.
     """
     token = target.token(user)
     headers = {"Authorization": f"Bearer {token}"} if token and target.flavor is JSON else None
-
-    def factory() -> Client:
-        return Client(target.flavor, mode, tally, token)
-
-    transport, client = await ws_connect(
-        factory, target.url, extra_headers=headers, websocket_handshake_timeout=CONNECT_TIMEOUT_S
+    transport, listener = await ws_connect(
+        lambda: factory(token),
+        target.url,
+        extra_headers=headers,
+        websocket_handshake_timeout=CONNECT_TIMEOUT_S,
     )
+    client = cast("_L", listener)  # what ``factory`` made
     try:
         await asyncio.wait_for(client.established, CONNECT_TIMEOUT_S)
     except BaseException:
@@ -224,10 +242,53 @@ async def _idle(job: dict[str, Any], channel: Channel) -> None:
     channel.send({"result": {"open": len(clients), "failed": failed, "closes": tally.closes}})
 
 
+async def _resume(job: dict[str, Any], channel: Channel) -> None:
+    """Produce one answer of ``job["deltas"]`` deltas; on go, replay it on fresh sockets.
+
+    Each of ``job["repeats"]`` fresh sockets of the same user sends ``resume``
+    after event 0 and reads until ``resume_complete``; the result holds, for each,
+    the milliseconds from the send to ``resume_complete`` and the frames received.
+    """
+    target = Target.from_job(job)
+    user = f"{job['user_prefix']}-0"
+    text = f"deltas {job['deltas']}"
+    producer = await connect(target, user, lambda _token: Recorder())
+    try:
+        completed = producer.expect(_COMPLETED)
+        producer.send(json_request("user_message", {"id": "1", "payload": {"text": text}}))
+        await asyncio.wait_for(completed, ANSWER_TIMEOUT_S)
+    finally:
+        await close_all([producer])
+    (ack,) = [frame for frame in producer.frames if frame.startswith(_ACK)]
+    thread_id = orjson.loads(ack)["thread_id"]
+    channel.send({"ready": {"live_deltas": producer.count(_DELTA)}})
+    await channel.recv(60)
+    replays = [await _replay(target, user, thread_id) for _ in range(job["repeats"])]
+    channel.send({"result": {"replays": replays}})
+
+
+async def _replay(target: Target, user: str, thread_id: str) -> dict[str, float]:
+    reader = await connect(target, user, lambda _token: Recorder())
+    try:
+        done = reader.expect(_RESUME_COMPLETE)
+        request = json_request("resume", {"thread_id": thread_id, "after_event_id": 0})
+        sent_at = time.perf_counter()
+        reader.send(request)
+        arrived = await asyncio.wait_for(done, ANSWER_TIMEOUT_S)
+    finally:
+        await close_all([reader])
+    return {
+        "ms": (arrived - sent_at) * 1000,
+        "frames": len(reader.frames),
+        "deltas": reader.count(_DELTA),
+    }
+
+
 def _summary(tally: Tally, duration: float) -> dict[str, Any]:
     return {
         "completed": tally.completed,
         "frames": tally.frames,
+        "deltas": tally.deltas,
         "errors": tally.errors,
         "duration": duration,
         "closes": tally.closes,
@@ -240,6 +301,7 @@ _JOBS: dict[str, Callable[[dict[str, Any], Channel], Awaitable[None]]] = {
     "handshakes": _handshakes,
     "load": _load,
     "idle": _idle,
+    "resume": _resume,
 }
 
 

@@ -88,7 +88,8 @@ class ServerSpec:
         """The argv that serves on ``port``."""
         if self.store is not None:
             return [str(CHATGATE), "serve", "--port", str(port)]
-        return [sys.executable, "-m", f"bench.server_{self.name}", "--port", str(port)]
+        module = f"bench.server_{self.name.replace('-', '_')}"
+        return [sys.executable, "-m", module, "--port", str(port)]
 
     def environment(self, secret: str, workdir: Path, port: int) -> dict[str, str]:
         """The child's environment."""
@@ -107,6 +108,7 @@ SERVERS = {
     "chatgate": ServerSpec("chatgate", "json", checks_tokens=True, store="memory"),
     "chatgate-sqlite": ServerSpec("chatgate-sqlite", "json", checks_tokens=True, store="sqlite"),
     "socketio": ServerSpec("socketio", "socketio", checks_tokens=True),
+    "socketio-lean": ServerSpec("socketio-lean", "socketio", checks_tokens=True),
     "uvicorn": ServerSpec("uvicorn", "json", checks_tokens=False),
     "picows": ServerSpec("picows", "json", checks_tokens=False),
 }

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import psutil
 
-from bench.frames import STREAM_EVENTS
+from bench.frames import ANSWER_DELTAS, STREAM_EVENTS
 from bench.scenarios import Config, Metrics
 
-BASELINES = ("socketio", "uvicorn", "picows")
+BASELINES = ("socketio", "socketio-lean", "uvicorn", "picows")
 SHOWN = {
     "chatgate": "chatgate",
     "chatgate-sqlite": "chatgate, SQLite store",
     "socketio": "python-socketio",
+    "socketio-lean": "python-socketio, lean",
     "uvicorn": "bare uvicorn",
     "picows": "picows",
 }
@@ -113,13 +114,74 @@ def table(config: Config, runs: Runs) -> str:
     """The markdown table of absolute figures and ratios."""
     servers = [s for s in SHOWN if s in config.servers]
     baselines = [b for b in BASELINES if b in config.servers]
-    header = ["metric", "unit", *(SHOWN[s] for s in servers)]
     pairs = [("chatgate", b) for b in baselines]
-    if "chatgate-sqlite" in servers and "socketio" in baselines:
-        pairs.append(("chatgate-sqlite", "socketio"))
+    if "chatgate-sqlite" in servers:
+        pairs.append(("chatgate-sqlite", "chatgate"))
+        if "socketio" in baselines:
+            pairs.append(("chatgate-sqlite", "socketio"))
+    return render(rows(config), runs, servers, pairs)
+
+
+def streamed_rows(config: Config) -> list[Row]:
+    """The rows of the streamed-answer table."""
+    return [
+        Row(
+            "deltas",
+            f"agent_text_delta delivered, {config.delta_sockets} sockets, "
+            f"answers of {ANSWER_DELTAS} deltas",
+            "deltas/s",
+        ),
+        Row(
+            "resume_ms",
+            f"resume of a {config.resume_deltas:,}-delta answer, to resume_complete",
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "resume_delta_frames",
+            "  agent_text_delta frames received",
+            "frames",
+            higher_is_better=False,
+        ),
+        Row(
+            "resume_frames",
+            "  frames received, resume_complete included",
+            "frames",
+            higher_is_better=False,
+        ),
+    ]
+
+
+def streamed(config: Config, runs: Runs) -> str:
+    """The streamed-answer scenarios: chatgate on each store, and SQLite / memory."""
+    stores = [s for s in SHOWN if s in config.stores]
+    pairs = (
+        [("chatgate-sqlite", "chatgate")] if {"chatgate", "chatgate-sqlite"} <= set(stores) else []
+    )
+    return render(streamed_rows(config), runs, stores, pairs)
+
+
+def lean(config: Config, runs: Runs) -> str:
+    """chatgate beside both python-socketio servers, with the three ratios."""
+    shown: tuple[str, ...] = ("chatgate", "socketio", "socketio-lean")
+    servers = [s for s in shown if s in config.servers]
+    compared: tuple[tuple[str, str], ...] = (
+        ("chatgate", "socketio"),
+        ("chatgate", "socketio-lean"),
+        ("socketio-lean", "socketio"),
+    )
+    pairs = [(ours, theirs) for ours, theirs in compared if {ours, theirs} <= set(servers)]
+    return render(rows(config), runs, servers, pairs)
+
+
+def render(
+    table_rows: list[Row], runs: Runs, servers: list[str], pairs: list[tuple[str, str]]
+) -> str:
+    """A markdown table: a column per server, then a column per (ours, baseline) ratio."""
+    header = ["metric", "unit", *(SHOWN[s] for s in servers)]
     header += [f"{SHOWN[ours]} / {SHOWN[b]}" for ours, b in pairs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows(config):
+    for row in table_rows:
         cells = [row.label.strip() if not row.label.startswith(" ") else "↳ " + row.label.strip()]
         cells.append(row.unit + ("" if row.higher_is_better else " (lower is better)"))
         cells += [cell(median_of(runs, s, row.key)) for s in servers]
@@ -189,6 +251,13 @@ def targets(config: Config, runs: Runs) -> str:
     for label, value, goal, at_least in checks:
         shown, verdict = _verdict(value, goal, at_least)
         lines.append(f"| {label} | {shown} | {verdict} |")
+    for n in config.chat_sockets:
+        against_lean = _ratio(runs, "socketio-lean", f"chat{n}")
+        if against_lean is not None:
+            lines.append(
+                f"| for scale: chatgate / lean python-socketio, chat round trips ({n} sockets) "
+                f"| {against_lean:.2f} | - |"
+            )
     # What the framework under chatgate reaches on the same two ratios, for scale.
     for label, key in (("handshakes", "handshakes"), ("event delivery", "stream")):
         floor = _ratio(runs, "picows", key, ours="uvicorn")

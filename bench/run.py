@@ -22,23 +22,27 @@ from types import FrameType
 from bench import report
 from bench.generators import GeneratorError, Generators
 from bench.loadgen import raise_fd_limit
-from bench.processes import BENCH, REPO, Fleet, clean_env
+from bench.processes import BENCH, REPO, SERVERS, Fleet, clean_env
 from bench.scenarios import (
     Config,
     Context,
     Metrics,
     Scenario,
     chat,
+    deltas,
     echo,
     handshakes,
     idle,
+    resume,
     run_on_fresh_server,
     stream,
 )
 
-ALL_SERVERS = ("chatgate", "socketio", "uvicorn", "picows")
+ALL_SERVERS = ("chatgate", "socketio", "socketio-lean", "uvicorn", "picows")
 STORE_SCENARIOS = frozenset({"chat100", "stream"})
 """Where chatgate with a persistent store is measured too: the paths that write events."""
+STREAMED_SCENARIOS = frozenset({"deltas", "resume"})
+"""Measured on chatgate only, once per store (``Config.stores``): streamed answers."""
 CONFIGS = {
     "full": Config(
         "full",
@@ -78,6 +82,9 @@ CONFIGS = {
         stream_sockets=4,
         idle_steps=(20,),
         idle_settle_s=0.1,
+        delta_sockets=4,
+        resume_deltas=2_000,
+        resume_repeats=1,
     ),
 }
 _BASELINES = "chatgate,uvicorn,socketio"
@@ -93,8 +100,23 @@ _EXTRA_TIMEOUT_S = 300
 
 
 def scenarios(config: Config) -> list[Scenario]:
-    """The scenarios of a run, in order."""
-    return [handshakes, echo, *(chat(n) for n in config.chat_sockets), stream, idle]
+    """The scenarios of a run, in order (those of ``config.only`` when it names any)."""
+    chats = [chat(n) for n in config.chat_sockets]
+    every = [handshakes, echo, *chats, stream, deltas, resume, idle]
+    return [s for s in every if not config.only or s.__name__ in config.only]
+
+
+def servers_for(config: Config, scenario: str, index: int) -> tuple[str, ...]:
+    """The servers ``scenario`` runs on in run ``index``, in the order they run."""
+    if scenario in STREAMED_SCENARIOS:
+        names = config.stores
+    elif scenario in STORE_SCENARIOS:
+        names = config.servers
+    else:
+        names = tuple(name for name in config.servers if name != "chatgate-sqlite")
+    # Rotating the order keeps any drift of a noisy machine off one server.
+    shift = index % len(names) if names else 0
+    return names[shift:] + names[:shift]
 
 
 def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -112,14 +134,11 @@ def measure(config: Config, workdir: Path, pids: list[int]) -> tuple[report.Runs
         pids += generators.pids
         try:
             for index in range(config.runs):
-                figures: dict[str, Metrics] = {name: {} for name in config.servers}
-                # Rotating the order keeps any drift of a noisy machine off one server.
-                shift = index % len(config.servers)
-                order = config.servers[shift:] + config.servers[:shift]
+                figures: dict[str, Metrics] = {
+                    name: {} for name in dict.fromkeys((*config.servers, *config.stores))
+                }
                 for scenario in scenarios(config):
-                    for name in order:
-                        if name == "chatgate-sqlite" and scenario.__name__ not in STORE_SCENARIOS:
-                            continue
+                    for name in servers_for(config, scenario.__name__, index):
                         ctx = Context(fleet, generators, config)
                         try:
                             figures[name].update(run_on_fresh_server(ctx, name, scenario))
@@ -180,14 +199,18 @@ METHOD = """\
   the run's scratch directory), on the scenarios that write events.
 - **python-socketio** (`bench/server_socketio.py`): the same chat round trip written as its
   users write it, on the same uvicorn stack: JWT checked in `connect`, one room per user,
-  `message_ack` then the five agent events in chatgate's envelope, from the same agent.
-  Its sockets authenticate in the namespace CONNECT packet.
+  `message_ack` then the agent's events (the answer's text deltas among them) in chatgate's
+  envelope, from the same agent. Its sockets authenticate in the namespace CONNECT packet.
+- **python-socketio, lean** (`bench/server_socketio_lean.py`): python-socketio written as
+  cheaply as a user would: JWT verified in `connect`, a room per user, `message_ack` then five
+  events emitted straight (no agent, no session store, no history, nothing persisted).
 - **bare uvicorn** (`bench/server_uvicorn.py`): a Starlette WebSocket endpoint on uvicorn
   (websockets-sansio, uvloop, httptools), no auth, no agent: the framework floor.
 - **picows** (`bench/server_picows.py`): a raw picows server on uvloop: the limit reference.
 - bare uvicorn and picows greet each socket with a `connection_established`-shaped frame, answer
-  a chat message with chatgate's six frames pre-encoded (ack and the five events) and `stream N`
-  with the frames of an N-event run: the cost of moving the same bytes, without any logic.
+  a chat message with chatgate's nine frames pre-encoded (the ack, then `agent_started`,
+  thinking, the tool's two events, the answer in three text deltas and `agent_completed`) and
+  `stream N` with the frames of an N-event run: the cost of moving the same bytes, no logic.
 
 Load comes from separate processes (`bench/loadgen.py`), on uvloop with picows clients that
 recognise frames by prefix and never parse them, each socket closed-loop (next request when
@@ -196,6 +219,13 @@ A chat round trip is `user_message` (a new thread each time) through `agent_comp
 latencies are measured from the send to the arrival of `agent_started` and `agent_completed`.
 Event delivery counts every frame of `stream 100` runs reaching the clients. Idle memory is
 the growth of the server's RSS after a warm-up, divided by the authenticated sockets it holds.
+
+Streamed answers are measured on chatgate alone, once on each store. Delta delivery counts the
+`agent_text_delta` frames reaching the clients from `deltas 200` runs (the bench agent yields
+200 deltas with no pause, then `agent_completed`), closed loop per socket. Resume: one socket
+has a `deltas 10000` answer produced; then fresh sockets of the same user each send `resume`
+after event 0 and read until `resume_complete` (deltas arrive merged); the figure is the
+median time from the send to `resume_complete`, and the frames one replay brings.
 
 Timed figures on this kind of machine move by a third from run to run. For a figure the noise
 does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`) counts
@@ -231,6 +261,14 @@ def document(
         "",
         report.targets(config, runs),
         "",
+        "## Streamed answers",
+        "",
+        report.streamed(config, runs),
+        "",
+        "## Lean socketio baseline",
+        "",
+        report.lean(config, runs),
+        "",
         METHOD,
     ]
     for name, output in found:
@@ -242,26 +280,47 @@ def document(
     return "\n".join(parts) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the harness; print the table; write the document and JSON when asked."""
+def _config(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=sorted(CONFIGS), default="quick")
     parser.add_argument("--runs", type=int, help="override the number of runs")
+    parser.add_argument("--only", help="run only these scenarios (comma-separated names)")
+    parser.add_argument("--servers", help="override the servers (comma-separated names)")
+    parser.add_argument("--stores", help="override the chatgate servers of streamed answers")
     parser.add_argument("--write", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write figures, notes and child pids here")
     args = parser.parse_args(argv)
     config = CONFIGS[args.mode]
     if args.runs:
         config = replace(config, runs=args.runs)
+    if args.only:
+        only = tuple(args.only.split(","))
+        known = {s.__name__ for s in scenarios(config)}
+        if unknown := sorted(set(only) - known):
+            parser.error(f"--only: unknown scenario {unknown[0]!r} ({', '.join(sorted(known))})")
+        config = replace(config, only=only)
+    servers = tuple(args.servers.split(",")) if args.servers else config.servers
+    stores = tuple(args.stores.split(",")) if args.stores else config.stores
+    if unknown := sorted(set(servers + stores) - set(SERVERS)):
+        parser.error(f"--servers, --stores: unknown server {unknown[0]!r}")
+    return replace(config, servers=servers, stores=stores), args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the harness; print the tables; write the document and JSON when asked."""
+    config, args = _config(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     raise_fd_limit()
     started = time.monotonic()
     pids: list[int] = []
     with tempfile.TemporaryDirectory(prefix="chatgate-bench-") as workdir:
         runs, notes = measure(config, Path(workdir), pids)
-    found = extras() if config.name == "full" else []
+    # The other benchmarks belong to a whole run, not to one picked by --only.
+    found = extras() if config.name == "full" and not config.only else []
     text = document(config, runs, notes, found)
     print(report.table(config, runs))
+    print()
+    print(report.streamed(config, runs))
     print()
     print(report.targets(config, runs))
     if notes:

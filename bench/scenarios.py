@@ -7,6 +7,7 @@ connects, sockets lost) go into ``notes``.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ class Config:
     stream_sockets: int
     idle_steps: tuple[int, ...]
     idle_settle_s: float
+    stores: tuple[str, ...] = ("chatgate", "chatgate-sqlite")
+    """The chatgate servers the streamed-answer scenarios compare (one per store)."""
+    delta_sockets: int = 100
+    resume_deltas: int = 10_000
+    resume_repeats: int = 3
+    only: tuple[str, ...] = ()
+    """The scenarios to run, by name; empty runs them all."""
     generators: int = 1
 
 
@@ -137,6 +145,37 @@ def stream(ctx: Context, server: Server) -> Metrics:
     """Frames per second reaching clients from runs that stream many small events."""
     results = _load(ctx, server, "stream", "stream", ctx.config.stream_sockets)
     return {"stream": sum(r["frames"] for r in results) / ctx.config.duration}
+
+
+def deltas(ctx: Context, server: Server) -> Metrics:
+    """``agent_text_delta`` frames per second reaching clients from runs that stream an answer."""
+    results = _load(ctx, server, "deltas", "deltas", ctx.config.delta_sockets)
+    return {"deltas": sum(r["deltas"] for r in results) / ctx.config.duration}
+
+
+def resume(ctx: Context, server: Server) -> Metrics:
+    """Replaying an answer of ``resume_deltas`` deltas to fresh sockets: time and frames.
+
+    The median over ``resume_repeats`` replays of milliseconds from ``resume`` to
+    ``resume_complete``; the frames a replay brings (all of them, ``resume_complete``
+    included, and the ``agent_text_delta`` ones), from the first replay.
+    """
+    config = ctx.config
+    jobs = _jobs(ctx, server, "resume", kind="resume")
+    for job in jobs:
+        job["deltas"] = config.resume_deltas
+        job["repeats"] = config.resume_repeats
+    results = ctx.generators.run(jobs, 0.0, 0.0)
+    replays = [replay for r in results for replay in r["replays"]]
+    live = [r["ready"]["live_deltas"] for r in results]
+    if any(count != config.resume_deltas for count in live):
+        ctx.notes.append(f"resume on {server.name}: the answer arrived live as {live} deltas")
+    first = replays[0]
+    return {
+        "resume_ms": statistics.median(replay["ms"] for replay in replays),
+        "resume_frames": first["frames"],
+        "resume_delta_frames": first["deltas"],
+    }
 
 
 def idle(ctx: Context, server: Server) -> Metrics:

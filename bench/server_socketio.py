@@ -2,10 +2,11 @@
 
 The same chat round trip as chatgate: the JWT is checked in ``connect`` (HS256,
 ``exp`` and ``sub`` required), each user's sockets share a room, a message is
-acknowledged and the same agent runs, its five event types emitted to the
-user's room in chatgate's envelope. Threads live in memory, as in chatgate's
-memory store. Same server stack as chatgate: uvicorn, websockets-sansio,
-uvloop, httptools. Usage: ``BENCH_JWT_SECRET=... python -m bench.server_socketio --port P``.
+acknowledged and the same agent runs, its events (the five types, and the
+answer's text deltas) emitted to the user's room in chatgate's envelope.
+Threads live in memory, as in chatgate's memory store. Same server stack as
+chatgate: uvicorn, websockets-sansio, uvloop, httptools. Usage:
+``BENCH_JWT_SECRET=... python -m bench.server_socketio --port P``.
 """
 
 from __future__ import annotations
@@ -103,10 +104,14 @@ async def user_message(sid: str, data: dict[str, Any]) -> None:
     }
     await sio.emit("message_ack", _envelope("message_ack", ack, thread_id, run_id, None), to=sid)
     await _emit(user_id, thread_id, run_id, "agent_started", {"agent": agent.name})
+    answer: list[str] = []
     async for event in agent.run(history, text):
         payload = event["payload"]
-        if event["type"] == "agent_completed":
-            payload = {**payload, "status": "completed"}
+        if event["type"] == "agent_text_delta":
+            answer.append(payload["text"])
+        elif event["type"] == "agent_completed":
+            # As chatgate does: streamed text is the answer when the agent sends none.
+            payload = {"text": "".join(answer), **payload, "status": "completed"}
             thread.history.append({"role": "assistant", "content": payload["text"]})
         await _emit(user_id, thread_id, run_id, event["type"], payload)
 

@@ -15,6 +15,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("chatgate", "picows")
+STORES = ("chatgate", "chatgate-sqlite")
 SCENARIO_FIGURES = ("handshakes", "echo", "chat8", "chat8_completed_p50", "stream")
 
 
@@ -50,11 +51,21 @@ def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Pat
             assert run[server][figure] > 0, (server, figure)
         assert run[server]["idle20_held"] == 20
         assert run[server]["idle20_kb"] > 0
+    for store in STORES:
+        assert run[store]["deltas"] > 0, store
+        assert run[store]["resume_ms"] > 0, store
+        # 2,000 deltas of "w<i> " fit in one merged frame; with agent_started,
+        # agent_completed and resume_complete that is four frames.
+        assert run[store]["resume_delta_frames"] == 1, store
+        assert run[store]["resume_frames"] == 4, store
     assert result["notes"] == []
     assert "| chatgate | picows | chatgate / picows |" in done.stdout
+    assert "| chatgate | chatgate, SQLite store | chatgate, SQLite store / chatgate |" in (
+        done.stdout
+    )
 
-    # One server per scenario and server (5 x 2), and at least one generator.
-    assert len(result["pids"]) >= 11
+    # One server per scenario and server (5 x 2, and 2 x 2 streamed), and a generator.
+    assert len(result["pids"]) >= 15
     assert [pid for pid in result["pids"] if _running(pid)] == []
 
 
