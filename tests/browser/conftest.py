@@ -8,6 +8,7 @@ logged. Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -97,9 +98,22 @@ class Watched:
     base_url: str
     requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    allowed_errors: list[re.Pattern[str]] = field(default_factory=list)
 
     def open(self, token: str | None = None) -> None:
         self.page.goto(f"{self.base_url}/" + (f"#token={token}" if token else ""))
+
+    def allow_console_error(self, pattern: str) -> None:
+        """Let console errors matching ``pattern`` pass (the browser's own network errors)."""
+        self.allowed_errors.append(re.compile(pattern))
+
+    def unexpected_errors(self) -> list[str]:
+        """Console errors and uncaught exceptions no test allowed."""
+        return [
+            text
+            for text in self.console_errors
+            if not any(allowed.search(text) for allowed in self.allowed_errors)
+        ]
 
     def foreign_requests(self) -> list[str]:
         own = urlsplit(self.base_url).netloc
@@ -125,7 +139,8 @@ def _artifact_name(request: pytest.FixtureRequest) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
 
 
-def _watch(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Watched]:
+@contextlib.contextmanager
+def _watch(browser: Any, base_url: str, name: str) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1100, "height": 760})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -142,10 +157,10 @@ def _watch(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Itera
         yield watched
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{_artifact_name(request)}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         context.close()
     assert watched.foreign_requests() == []
-    assert watched.console_errors == []
+    assert watched.unexpected_errors() == []
 
 
 @pytest.fixture
@@ -153,7 +168,8 @@ def demo_page(
     browser: Any, demo_gateway: ServerProcess, request: pytest.FixtureRequest
 ) -> Iterator[Watched]:
     """A fresh browser tab (own storage) on the demo gateway."""
-    yield from _watch(browser, demo_gateway.http_url, request)
+    with _watch(browser, demo_gateway.http_url, _artifact_name(request)) as watched:
+        yield watched
 
 
 @pytest.fixture
@@ -161,4 +177,16 @@ def slow_page(
     browser: Any, slow_gateway: ServerProcess, request: pytest.FixtureRequest
 ) -> Iterator[Watched]:
     """A fresh browser tab (own storage) on the slow agent's gateway."""
-    yield from _watch(browser, slow_gateway.http_url, request)
+    with _watch(browser, slow_gateway.http_url, _artifact_name(request)) as watched:
+        yield watched
+
+
+@pytest.fixture
+def browser_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: ``browser_page(base_url)`` opens a fresh tab for a gateway the test runs."""
+    with contextlib.ExitStack() as stack:
+
+        def open_tab(base_url: str) -> Watched:
+            return stack.enter_context(_watch(browser, base_url, _artifact_name(request)))
+
+        yield open_tab

@@ -11,6 +11,9 @@ import httpx
 import pytest
 from slow_agent import ANSWER
 
+from processes import free_port, server_process
+from support import SECRET
+
 try:
     from playwright.sync_api import expect
 except ImportError:
@@ -191,3 +194,36 @@ def test_loads_nothing_from_another_host(demo_page, tokens) -> None:
         "/static/chatgate.js",
     }
     assert demo_page.foreign_requests() == []
+
+
+def test_a_server_restart_mid_answer_loses_and_repeats_nothing(browser_page, tokens, tmp_path):
+    variables = {
+        "ENVIRONMENT": "test",
+        "CHATGATE_JWT_SECRET": SECRET,
+        "CHATGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}",
+        "CHATGATE_AGENT": "slow_agent:SlowAgent",
+        "PYTHONPATH": str(Path(__file__).resolve().parent),
+    }
+    port = free_port()
+    with server_process(tmp_path, port=port, **variables) as first:
+        watched = browser_page(first.http_url)
+        # While no server listens, Chromium logs each refused reconnection attempt.
+        watched.allow_console_error(r"^WebSocket connection to .* net::ERR_CONNECTION_REFUSED$")
+        page = watched.page
+        watched.open(tokens("survivor"))
+        _connected(page, "survivor")
+        _send(page, "count for me")
+        _wait_for_answer_longer_than(page, len(ANSWER) // 4)
+        first.stop()
+        expect(page.get_by_role("status")).to_have_text(re.compile("^Reconnecting: "))
+    with server_process(tmp_path, port=port, **variables):
+        _connected(page, "survivor")
+        agent = page.get_by_role("log").locator(AGENT)
+        expect(agent).to_have_count(1)
+        expect(agent).not_to_have_class(re.compile(r"\bpending\b"))
+        shown = _answer_text(page)
+        assert ANSWER.startswith(shown)
+        _send(page, "count again")
+        expect(agent).to_have_count(2)
+        expect(agent.last).not_to_have_class(re.compile(r"\bpending\b"))
+        assert _answer_text(page) == ANSWER
