@@ -7,7 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chatgate.errors import ConfigError
 from chatgate.settings import load_settings
+from chatgate.web import routes
 from chatgate.web.routes import STATIC, chat_page_enabled, content_security_policy
 
 from processes import server_process
@@ -95,3 +97,11 @@ def test_production_serves_the_page_only_when_asked(tmp_path, flag, status) -> N
     ) as server:
         assert httpx.get(f"{server.http_url}/").status_code == status
         assert httpx.get(f"{server.http_url}/static/page.js").status_code == status
+
+
+def test_a_missing_file_is_named_at_boot(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(routes, "STATIC", tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        routes.ChatPage()
+    assert raised.value.variable == "CHATGATE_CHAT_PAGE"
+    assert "cannot be read" in raised.value.problem

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from chatgate.errors import ConfigError
 from chatgate.settings import Settings
 from chatgate.tiers import Tier
 
@@ -81,15 +82,27 @@ class Asset:
         """Read ``name`` from the static folder.
 
         Raises:
-            OSError: the file is missing (a broken install or symlink).
+            ConfigError: the file is missing (an install without the package data, or an
+                image that copied the ``chatgate.js`` symlink without its target).
         """
-        body = (STATIC / name).read_bytes()
+        try:
+            body = (STATIC / name).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                "CHATGATE_CHAT_PAGE",
+                f"the page's file {name} cannot be read ({exc.strerror}); "
+                "reinstall chatgate, or set CHATGATE_CHAT_PAGE=0",
+            ) from None
         digest = hashlib.sha256(body).hexdigest()[:32]
         return cls(body, _MEDIA_TYPES[name], f'"{digest}"')
 
 
 class ChatPage:
-    """The page and its assets, served with the security headers."""
+    """The page and its assets, served with the security headers.
+
+    Raises:
+        ConfigError: a file of the page is missing.
+    """
 
     def __init__(self) -> None:
         self.assets = {name: Asset.load(name) for name in _MEDIA_TYPES}
@@ -117,7 +130,11 @@ class ChatPage:
 
 
 def page_routes(settings: Settings) -> list[BaseRoute]:
-    """The chat page's routes, or none when the page is off (``/`` is then a 404)."""
+    """The chat page's routes, or none when the page is off (``/`` is then a 404).
+
+    Raises:
+        ConfigError: the page is on and one of its files is missing.
+    """
     if not chat_page_enabled(settings):
         return []
     page = ChatPage()
