@@ -14,6 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from chatgate.chat.recovery import Recovery, identity_for
+from chatgate.errors import ConfigError
 from chatgate.gateway import Gateway
 from chatgate.ops.diagnostics import diagnostics_routes
 from chatgate.startup import StartupFailed, start_with_retry
@@ -66,13 +67,16 @@ class GatewayApp:
 
         Raises:
             StartupFailed: the store or the broker did not answer within the startup timeout.
+            ConfigError: the store refused the connection (no such database or role).
         """
         gateway, recovery = self.gateway, self.recovery
         timeout = gateway.settings.startup_timeout_s
         try:
             await start_with_retry("store", gateway.store.start, timeout)
             await start_with_retry("broker", gateway.broker.start, timeout)
-        except StartupFailed as exc:
+        except (StartupFailed, ConfigError) as exc:
+            # A dependency that never came up, or that refused us (a database
+            # or role that does not exist): said in one line.
             self.startup_error = f"chatgate: startup failed: {exc}"
             raise
         await gateway.broker.on_control(gateway.runs.on_control)
@@ -105,6 +109,20 @@ async def _no_such_socket(websocket: WebSocket) -> None:
     )
 
 
+async def _upgrade_required(_: Request) -> PlainTextResponse:
+    """Answer a plain HTTP request for the chat socket: it needs the WebSocket upgrade.
+
+    A proxy that drops the ``Upgrade`` header produces exactly this request;
+    426 names the problem where a 404 would say the path is wrong.
+    """
+    return PlainTextResponse(
+        f"{CHAT_PATH} is a WebSocket endpoint: connect with a WebSocket client "
+        "(a proxy in front must pass the Upgrade and Connection headers)\n",
+        status_code=426,
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+
+
 def _routes(gateway: Gateway) -> list[BaseRoute]:
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -120,6 +138,7 @@ def _routes(gateway: Gateway) -> list[BaseRoute]:
         return JSONResponse(body, status_code=503 if failing else 200)
 
     return [
+        Route(CHAT_PATH, _upgrade_required),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *diagnostics_routes(gateway),

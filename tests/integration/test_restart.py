@@ -1,9 +1,9 @@
 """A chat survives its server process: killed mid-run, started again on the same database.
 
-Real ``chatgate serve`` processes on a SQLite file. The restarted process has
-the same instance id (the default ``<hostname>:<port>``, same port), finds the
-run it left ``running`` and ends it with ``agent_error`` ``run_interrupted``,
-numbered after the events that were stored.
+Real ``chatgate serve`` processes on a SQLite file. The restarted process
+finds the run its predecessor left ``running``, proves that predecessor gone
+(it ran on this host and its pid is no longer a live process), and ends the run
+with ``agent_error`` ``run_interrupted``, numbered after the events that were stored.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def test_chatgate_migrate_reports_a_database_that_does_not_answer() -> None:
     url = f"postgresql://chatgate:s3cret-pw@127.0.0.1:{port}/chat"
     done = run_cli("migrate", CHATGATE_DATABASE_URL=url)
     assert done.returncode == 1
-    assert "store unavailable" in done.stderr
+    assert f"postgresql store at 127.0.0.1:{port}/chat unavailable" in done.stderr
     assert "s3cret-pw" not in done.stdout + done.stderr
 
 

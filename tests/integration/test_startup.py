@@ -100,7 +100,8 @@ def test_a_store_that_never_answers_stops_boot_with_one_line_and_exit_3() -> Non
     output = result.stdout + result.stderr
     assert result.returncode == _UVICORN_STARTUP_FAILURE, output
     assert (
-        "chatgate: startup failed: postgresql store unavailable: ConnectionRefusedError; "
+        f"chatgate: startup failed: postgresql store at 127.0.0.1:{closed}/test unavailable: "
+        "ConnectionRefusedError; "
         "gave up after 1s (CHATGATE_STARTUP_TIMEOUT_S)"
     ) in output
     assert _RETRYING in output

@@ -115,17 +115,23 @@ class RedisBroker:
     async def start(self) -> None:
         """Start listening and refreshing; wait (up to the timeout) for the first subscription.
 
-        A Redis that is down is not fatal: the listener keeps trying and ``ping`` fails meanwhile.
+        Called again after a failure, it waits again: the listener keeps trying
+        in the background meanwhile.
+
+        Raises:
+            BrokerUnavailable: Redis did not confirm the subscription in time
+                (boot retries until CHATGATE_STARTUP_TIMEOUT_S, then stops).
         """
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(self._listen_forever(), name="broker-listener"),
-            asyncio.create_task(self._presence.refresh_forever(), name="broker-presence"),
-        ]
-        with contextlib.suppress(TimeoutError):
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._listen_forever(), name="broker-listener"),
+                asyncio.create_task(self._presence.refresh_forever(), name="broker-presence"),
+            ]
+        try:
             async with asyncio.timeout(self.options.timeout_s):
                 await self._channels[self._control_channel].ready.wait()
+        except TimeoutError:
+            raise BrokerUnavailable(f"redis broker unavailable at {self.url}") from None
 
     async def close(self) -> None:
         """Stop the background tasks, stop counting this instance's connections, disconnect."""

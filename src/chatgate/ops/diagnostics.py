@@ -78,7 +78,13 @@ def diagnostics_routes(gateway: Gateway) -> list[BaseRoute]:
 
     async def diagnostics(request: Request) -> JSONResponse:
         if not admin_allowed(gateway.settings, request.headers.get("authorization")):
-            return JSONResponse({"error": "forbidden"}, status_code=403)
+            return JSONResponse(
+                {
+                    "error": "forbidden",
+                    "detail": "in production, send Authorization: Bearer <CHATGATE_ADMIN_TOKEN>",
+                },
+                status_code=403,
+            )
         body = diagnostics_body(gateway, via_headers=carries_test_headers(request.headers.keys()))
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

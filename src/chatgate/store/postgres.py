@@ -16,7 +16,8 @@ is created when missing, so ``?search_path=chatgate`` keeps the tables apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,15 +27,21 @@ import asyncpg  # noqa: F401
 from sqlalchemy import Float, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, Connection, Row, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from chatgate.errors import ConfigError
+from chatgate.errors import ConfigError, StoreUnavailable
 from chatgate.store.base import StoreOptions
 from chatgate.store.batch import ThreadChange
-from chatgate.store.schema import dump_json, instances, load_json, threads
+from chatgate.store.schema import (
+    dump_json,
+    instances,
+    load_json,
+    threads,
+    unavailable_on_driver_errors,
+)
 from chatgate.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -49,6 +56,10 @@ _POOL_TIMEOUT_S = 10.0
 _READER_POOL_SIZE = 10
 # The group commit writes one batch at a time; a heartbeat or a claim may overlap it.
 _WRITER_POOL_SIZE = 2
+# What the server answers a connection it will not take, whatever the retries:
+# no such database, no such role (or no pg_hba.conf entry), a wrong password,
+# no CONNECT privilege.
+_REFUSALS = frozenset({"3D000", "28000", "28P01", "42501"})
 # Any fixed 64-bit number works; every chatgate migrator must use the same one.
 _MIGRATION_LOCK = 0x63686174676174
 
@@ -59,6 +70,27 @@ _CHANGE = text(
     " AS v(id, n, ts)"
     " WHERE t.id = v.id RETURNING t.id, t.last_event_id"
 )
+
+
+class _Refused(StoreUnavailable):
+    """The server answered the connection with a refusal (see ``_REFUSALS``)."""
+
+
+@contextlib.contextmanager
+def _postgres_errors(kind: str, where: str) -> Iterator[None]:
+    """As ``unavailable_on_driver_errors``, and a refusal says what the server said.
+
+    The server's message names the database, the role or the client address,
+    never a password.
+    """
+    try:
+        with unavailable_on_driver_errors(kind, where):
+            yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) not in _REFUSALS:
+            raise
+        said = getattr(exc.orig, "__cause__", None) or exc.orig
+        raise _Refused(f"PostgreSQL at {where} refused the connection: {said}") from exc
 
 
 def postgres_url(url: str) -> tuple[URL, dict[str, str]]:
@@ -113,7 +145,25 @@ class PostgresStore(SQLStore):
         self._writer = create_async_engine(
             engine_url, pool_size=_WRITER_POOL_SIZE, max_overflow=1, **common
         )
+        host, port = engine_url.host or "localhost", engine_url.port or 5432
+        self.where = f"{host}:{port}/{engine_url.database or engine_url.username or ''}"
         super().__init__(options or StoreOptions())
+
+    async def start(self) -> None:
+        """Connect and apply pending migrations.
+
+        Raises:
+            ConfigError: the server refused the connection (no such database or
+                role, a wrong password): waiting would not change its answer.
+            StoreUnavailable: the server does not answer.
+        """
+        try:
+            await super().start()
+        except _Refused as exc:
+            raise ConfigError("CHATGATE_DATABASE_URL", str(exc)) from None
+
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
+        return _postgres_errors(self.kind, self.where)
 
     async def _run_query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
         async with self._reader.connect() as conn:

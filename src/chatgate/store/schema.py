@@ -126,20 +126,22 @@ instances = Table(
 
 
 @contextlib.contextmanager
-def unavailable_on_driver_errors(kind: str) -> Iterator[None]:
+def unavailable_on_driver_errors(kind: str, where: str = "") -> Iterator[None]:
     """Turn "the database does not answer" into ``StoreUnavailable``; let bugs through.
 
-    The message names the store kind and the error class only: a driver's own
-    message can carry SQL, parameters or a connection URL.
+    The message names the store kind, ``where`` it is (``host:port/database``,
+    never a credential) and the error class only: a driver's own message can
+    carry SQL, parameters or a connection URL.
     """
+    store = f"{kind} store at {where}" if where else f"{kind} store"
     try:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        raise StoreUnavailable(f"{kind} store unavailable: {type(exc.orig).__name__}") from exc
+        raise StoreUnavailable(f"{store} unavailable: {type(exc.orig).__name__}") from exc
     except sa_exc.DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-        raise StoreUnavailable(f"{kind} store unavailable: connection lost") from exc
+        raise StoreUnavailable(f"{store} unavailable: connection lost") from exc
     except (
         sa_exc.DisconnectionError,
         sa_exc.TimeoutError,
@@ -147,7 +149,7 @@ def unavailable_on_driver_errors(kind: str) -> Iterator[None]:
         TimeoutError,
         GroupCommitClosed,
     ) as exc:
-        raise StoreUnavailable(f"{kind} store unavailable: {type(exc).__name__}") from exc
+        raise StoreUnavailable(f"{store} unavailable: {type(exc).__name__}") from exc
 
 
 def dump_json(value: Any) -> str:

@@ -18,15 +18,55 @@ from starlette.types import Receive, Scope
 
 from chatgate.auth.credentials import CredentialSource, read_handshake, selected_subprotocol
 from chatgate.chat.session import Session, build_session
-from chatgate.closecodes import CloseCode
+from chatgate.closecodes import MAX_REASON_BYTES, CloseCode, close_reason
 from chatgate.errors import AuthError, CloseConnection
 from chatgate.gateway import Gateway
 from chatgate.logs import get_logger
-from chatgate.protocol import Auth, ProtocolViolation, parse_client_frame
+from chatgate.protocol import Auth, ErrorCode, ProtocolViolation, parse_client_frame
 from chatgate.transport.origins import origin_allowed
 from chatgate.transport.upgrade import read_upgrade_headers
 
 log = get_logger("chatgate.transport.handshake")
+
+QUERY_STRING_REFUSAL = (
+    "query-string tokens are never read; send it in a Bearer header, "
+    "bearer.<jwt> subprotocol or auth message"
+)
+_QUERY_TOKEN_NAMES = frozenset({b"token", b"access_token", b"jwt", b"auth"})
+_ORIGIN_TEMPLATE = "{} not allowed; see CHATGATE_ALLOWED_ORIGINS"
+_LOGGED_ORIGIN_CHARS = 200
+
+
+def origin_denied_detail(origin: str | None) -> str:
+    """The 4006 detail: the origin, cut to fit the reason limit, and the setting to change."""
+    room = (
+        MAX_REASON_BYTES
+        - len(close_reason(CloseCode.ORIGIN_DENIED, "").encode())
+        - len(": ")
+        - len(_ORIGIN_TEMPLATE.format("").encode())
+    )
+    shown = origin or ""
+    if len(shown.encode()) > room:
+        shown = shown.encode()[: room - 3].decode(errors="ignore") + "..."
+    return _ORIGIN_TEMPLATE.format(shown)
+
+
+def carries_query_token(query_string: bytes) -> bool:
+    """Whether the upgrade URL's query names a token (which is never read, nor logged)."""
+    for pair in query_string.split(b"&"):
+        name = pair.partition(b"=")[0].lower()
+        if name in _QUERY_TOKEN_NAMES:
+            return True
+    return False
+
+
+def _json_error(text: str) -> str:
+    """The 4000 detail for a first frame that is not JSON: where the parser stopped."""
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return f"first frame is not JSON: {exc}"
+    return "first frame is not JSON"
 
 
 class Disconnected(Exception):
@@ -71,13 +111,22 @@ class Handshake:
         if handshake_error is not None:
             raise handshake_error
         if not origin_allowed(upgrade.origin, upgrade.host, settings.origins):
-            raise CloseConnection(CloseCode.ORIGIN_DENIED, "origin not allowed")
+            log.info(
+                "origin not allowed",
+                origin=(upgrade.origin or "")[:_LOGGED_ORIGIN_CHARS],
+                host=upgrade.host,
+                allowed=settings.allowed_origins or "(the socket's host)",
+                connection_id=self.connection_id,
+            )
+            raise CloseConnection(CloseCode.ORIGIN_DENIED, origin_denied_detail(upgrade.origin))
         failing = self.gateway.health.failing
         if failing:
             raise CloseConnection(
                 CloseCode.TRY_AGAIN_LATER, f"{', '.join(sorted(failing))} unavailable"
             )
         if token is None:
+            if carries_query_token(self.scope.get("query_string", b"")):
+                raise AuthError(CloseCode.AUTH_REQUIRED, QUERY_STRING_REFUSAL)
             token, source = await self._await_auth_message(), CredentialSource.MESSAGE
         verified = await self.gateway.verifier.verify_async(token)
         context = (
@@ -110,7 +159,9 @@ class Handshake:
         text = message.get("text")
         try:
             parsed = parse_client_frame(text) if text is not None else None
-        except ProtocolViolation:
+        except ProtocolViolation as exc:
+            if exc.code is ErrorCode.INVALID_JSON and text is not None:
+                raise CloseConnection(CloseCode.BAD_REQUEST, _json_error(text)) from None
             parsed = None
         if not isinstance(parsed, Auth):
             raise AuthError(CloseCode.AUTH_REQUIRED, "first message must be auth")
