@@ -20,6 +20,7 @@ from chatgate.ops.diagnostics import diagnostics_routes
 from chatgate.startup import StartupFailed, start_with_retry
 from chatgate.transport.socket import Connection
 from chatgate.web.api import api_routes
+from chatgate.web.routes import page_routes
 
 CHAT_PATH = "/ws"
 
@@ -143,6 +144,7 @@ def _routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/readyz", readyz),
         *diagnostics_routes(gateway),
         *api_routes(gateway),
+        *page_routes(gateway.settings),
         WebSocketRoute("/{path:path}", _no_such_socket),
     ]
 
