@@ -20,6 +20,8 @@ from websockets.exceptions import ConnectionClosed
 
 from chatgate.auth.minting import mint_test_token, mint_token
 from chatgate.bootstrap import Booted, boot
+from chatgate.chat.runs import event_frame
+from chatgate.client.events import TextAssembly
 from chatgate.closecodes import CLOSE_CODES, CloseCode
 from chatgate.settings import load_settings
 from chatgate.transport.server import uvicorn_config
@@ -40,6 +42,8 @@ DEMO_RUN = [
     "agent_completed",
 ]
 """The events of the demo agent's run for an arithmetic question such as "what is 6*7?"."""
+
+DELTA = "agent_text_delta"
 
 
 class LocalAddress:
@@ -209,3 +213,88 @@ async def frames_until_close(ws: ClientConnection, code: CloseCode) -> list[dict
     reason = ws.close_reason or ""
     assert reason.split(":")[0] == CLOSE_CODES[code].slug, reason
     return frames
+
+
+# Streamed answers and resume (docs/protocol.md section 4, "Streamed text").
+
+Frame = dict[str, Any]
+
+
+def answer_text(frames: list[Frame], run_id: str | None = None) -> str:
+    """The answer the deltas among ``frames`` (of ``run_id``, or of any run) assemble into."""
+    answer = TextAssembly()
+    for frame in frames:
+        if frame["type"] == DELTA and run_id in (None, frame["run_id"]):
+            answer.place(frame["payload"]["offset"], frame["payload"]["text"])
+    return answer.text
+
+
+def assert_answers_assemble(frames: list[Frame]) -> None:
+    """Each run that completed among ``frames`` has deltas assembling into its final text."""
+    completed = [f for f in frames if f["type"] == "agent_completed"]
+    assert completed, [f["type"] for f in frames]
+    for end in completed:
+        assert answer_text(frames, end["run_id"]) == end["payload"]["text"], end
+
+
+def _same_event(got: Frame, sent: Frame) -> None:
+    keys = ("type", "event_id", "thread_id", "run_id", "ts", "payload")
+    assert {k: got.get(k) for k in keys} == {k: sent.get(k) for k in keys}, (got, sent)
+
+
+def _assert_merged(got: Frame, pieces: list[Frame]) -> None:
+    """``got`` is the one delta a resume made of ``pieces``, consecutive deltas of one answer."""
+    ids = [p["event_id"] for p in pieces]
+    assert ids == list(range(ids[0], ids[-1] + 1)), f"a merge spans an id the socket had: {ids}"
+    assert got["type"] == DELTA, f"ids {ids[:-1]} skipped before a {got['type']}"
+    assert {p["type"] for p in pieces} == {DELTA}, [p["type"] for p in pieces]
+    assert {p["run_id"] for p in pieces} == {got["run_id"]}, got
+    assert {p["payload"]["message_id"] for p in pieces} == {got["payload"]["message_id"]}, got
+    assert (got["thread_id"], got["event_id"], got["ts"]) == (
+        pieces[-1]["thread_id"],
+        pieces[-1]["event_id"],
+        pieces[-1]["ts"],
+    ), got
+    assert got["payload"]["offset"] == pieces[0]["payload"]["offset"], got
+    assert got["payload"]["text"] == "".join(p["payload"]["text"] for p in pieces), got
+
+
+def assert_resumed(
+    received: list[Frame], log: list[Frame], after: int = 0, had: set[int] | None = None
+) -> None:
+    """A socket that asked to resume after ``after`` got the rest of ``log`` exactly once.
+
+    ``received`` is what the socket got from the resume on (live events as well,
+    in arrival order; frames without an ``event_id`` are left out); ``log`` the
+    thread's events as live delivery sends them, with every id; ``had`` the ids
+    the socket already had. Every event of the log past ``after`` the socket had
+    not had arrives once, in increasing id order; ids skip only right before an
+    ``agent_text_delta`` merging the deltas skipped, which are consecutive
+    deltas of one answer none of which the socket had; nothing it had comes again.
+    """
+    had = had or set()
+    by_id = {frame["event_id"]: frame for frame in log}
+    assert sorted(by_id) == list(range(1, len(log) + 1)), "the log is not every id from 1"
+    expected = [by_id[i] for i in sorted(by_id) if i > after and i not in had]
+    numbered = [frame for frame in received if frame.get("event_id") is not None]
+    position = 0
+    for got in numbered:
+        ids = [frame["event_id"] for frame in expected[position:]]
+        assert got["event_id"] in ids, (
+            f"event {got['event_id']} repeated, out of order or unknown; expected one of {ids} next"
+        )
+        end = position + ids.index(got["event_id"]) + 1
+        pieces = expected[position:end]
+        if len(pieces) == 1:
+            _same_event(got, pieces[0])
+        else:
+            _assert_merged(got, pieces)
+        position = end
+    missing = [frame["event_id"] for frame in expected[position:]]
+    assert not missing, f"never arrived: {missing}"
+
+
+async def stored_log(server: Server, thread_id: str) -> list[Frame]:
+    """A thread's whole log, read from the server's store, as frames live delivery sends."""
+    events = await server.booted.gateway.store.events_after(thread_id, 0, 10_000)
+    return [json.loads(event_frame(event)) for event in events]

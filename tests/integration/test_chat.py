@@ -7,23 +7,23 @@ from typing import Any
 import pytest
 
 from support import (
+    DEMO_RUN,
     Server,
+    answer_text,
+    assert_answers_assemble,
+    assert_resumed,
     chat,
     established,
     recv_json,
     recv_until,
     running_server,
     send_json,
+    stored_log,
 )
 
-AGENT_EVENTS = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-]
+AGENT_EVENTS = DEMO_RUN
 CHAT_TYPES = ["message_ack", *AGENT_EVENTS]
+RUN_LENGTH = len(AGENT_EVENTS)
 
 
 def _assert_run(frames: list[dict[str, Any]], first_event_id: int) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def _assert_run(frames: list[dict[str, Any]], first_event_id: int) -> dict[str, 
         assert event["thread_id"] == payload["thread_id"], event
         assert event["run_id"] == payload["run_id"], event
         assert event["ts"].endswith("Z")
+    assert_answers_assemble(events)
     return ack
 
 
@@ -58,7 +59,7 @@ async def test_what_is_6_times_7() -> None:
         frames = await chat(ws, "what is 6*7?", msg_id="q1")
         ack = _assert_run(frames, first_event_id=1)
         assert ack["payload"]["client_message_id"] == "q1"
-        started, thinking, executing, completed, answer = frames[1:]
+        started, thinking, executing, completed, *deltas, answer = frames[1:]
         assert started["payload"]["agent"] == "demo"
         assert thinking["payload"]["text"]
         assert executing["payload"]["tool_name"] == "calculator"
@@ -66,7 +67,14 @@ async def test_what_is_6_times_7() -> None:
         assert completed["payload"]["tool_name"] == "calculator"
         assert completed["payload"]["result"] == 42
         assert completed["payload"]["duration_ms"] >= 0
-        assert "42" in answer["payload"]["text"]
+        assert executing["payload"]["tool_call_id"] == completed["payload"]["tool_call_id"]
+        assert [(d["payload"]["offset"], d["payload"]["text"]) for d in deltas] == [
+            (0, "6*7 "),
+            (4, "= "),
+            (6, "42"),
+        ]
+        assert {d["payload"]["message_id"] for d in deltas} == {deltas[0]["payload"]["message_id"]}
+        assert answer["payload"]["text"] == "6*7 = 42"
         assert answer["payload"]["status"] == "completed"
 
 
@@ -76,7 +84,7 @@ async def test_second_message_in_a_thread_continues_the_event_ids() -> None:
         first = _assert_run(await chat(ws, "what is 6*7?"), first_event_id=1)
         thread_id = first["payload"]["thread_id"]
         frames = await chat(ws, "what is 2+3?", thread_id=thread_id, msg_id="m2")
-        second = _assert_run(frames, first_event_id=6)
+        second = _assert_run(frames, first_event_id=RUN_LENGTH + 1)
         assert second["payload"]["thread_id"] == thread_id
         assert second["payload"]["run_id"] != first["payload"]["run_id"]
         assert second["payload"]["client_message_id"] == "m2"
@@ -159,28 +167,38 @@ async def test_resume_after_a_disconnect_delivers_exactly_the_missed_events() ->
             await established(watcher)
             thread_id, last_seen = await _start_and_leave(server, token)
             assert last_seen == 1
-            # Another socket of the user shows when the run is over.
-            await recv_until(watcher, "agent_completed")
+            # Another socket of the user shows when the run is over, and what went out live.
+            log = await recv_until(watcher, "agent_completed")
+        assert [f["type"] for f in log] == AGENT_EVENTS
         async with server.connect(token) as ws:
             await established(ws)
             frames = await _resume(ws, thread_id, last_seen)
-            assert [f["type"] for f in frames] == [*AGENT_EVENTS[1:], "resume_complete"]
-            assert [f["event_id"] for f in frames[:-1]] == [2, 3, 4, 5]
+            # The three deltas of "6*7 = 42" come as one, with the id of the last.
+            assert [(f["type"], f["event_id"]) for f in frames] == [
+                ("agent_thinking", 2),
+                ("tool_executing", 3),
+                ("tool_completed", 4),
+                ("agent_text_delta", 7),
+                ("agent_completed", 8),
+                ("resume_complete", None),
+            ]
+            assert_resumed(frames, log, after=last_seen)
             assert all(f["thread_id"] == thread_id for f in frames)
+            assert frames[3]["payload"]["offset"] == 0
             assert frames[-2]["payload"]["status"] == "completed"
-            assert "42" in frames[-2]["payload"]["text"]
-            assert frames[-1]["payload"]["last_event_id"] == 5
+            assert answer_text(frames) == frames[-2]["payload"]["text"] == "6*7 = 42"
+            assert frames[-1]["payload"]["last_event_id"] == RUN_LENGTH
             # Nothing is sent twice on a socket: the same resume again has nothing new,
             # and a resume from 0 only adds the one event this socket never got.
             again = await _resume(ws, thread_id, last_seen)
             assert [f["type"] for f in again] == ["resume_complete"]
-            assert again[0]["payload"]["last_event_id"] == 5
+            assert again[0]["payload"]["last_event_id"] == RUN_LENGTH
             rest = await _resume(ws, thread_id, 0)
             assert [(f["type"], f["event_id"]) for f in rest] == [
                 ("agent_started", 1),
                 ("resume_complete", None),
             ]
-            assert rest[-1]["payload"]["last_event_id"] == 5
+            assert rest[-1]["payload"]["last_event_id"] == RUN_LENGTH
 
 
 async def test_resume_from_0_on_a_fresh_socket_returns_every_event_once_in_order() -> None:
@@ -193,10 +211,19 @@ async def test_resume_from_0_on_a_fresh_socket_returns_every_event_once_in_order
         async with server.connect(token) as ws:
             await established(ws)
             frames = await _resume(ws, thread_id, 0)
-        assert [f["type"] for f in frames] == [*AGENT_EVENTS, "resume_complete"]
-        # Resumed events are the very events that went out live.
-        assert frames[:-1] == live[1:]
-        assert frames[-1]["payload"]["last_event_id"] == 5
+        assert [(f["type"], f["event_id"]) for f in frames] == [
+            ("agent_started", 1),
+            ("agent_thinking", 2),
+            ("tool_executing", 3),
+            ("tool_completed", 4),
+            ("agent_text_delta", 7),
+            ("agent_completed", 8),
+            ("resume_complete", None),
+        ]
+        # Resumed events are the very events that went out live, the deltas merged.
+        assert_resumed(frames, live[1:])
+        assert_answers_assemble(frames)
+        assert frames[-1]["payload"]["last_event_id"] == RUN_LENGTH
         assert frames[-1]["thread_id"] == thread_id
 
 
@@ -208,10 +235,11 @@ async def _collect_run_and_resume(ws: Any) -> list[dict[str, Any]]:
     return frames
 
 
-def _assert_each_event_once(frames: list[dict[str, Any]], expected_ids: set[int]) -> None:
-    keys = [(f["thread_id"], f["event_id"]) for f in frames if f["event_id"] is not None]
-    assert len(keys) == len(set(keys)), keys
-    assert {event_id for _, event_id in keys} == expected_ids
+def _assert_resume_complete_follows(frames: list[dict[str, Any]]) -> None:
+    """``resume_complete`` names the highest event id the socket had when it was sent."""
+    at = next(i for i, f in enumerate(frames) if f["type"] == "resume_complete")
+    before = [f["event_id"] for f in frames[:at] if f["event_id"] is not None]
+    assert frames[at]["payload"]["last_event_id"] == max(before), frames
 
 
 async def test_resume_while_the_run_is_live_sends_no_duplicate() -> None:
@@ -222,11 +250,14 @@ async def test_resume_while_the_run_is_live_sends_no_duplicate() -> None:
             frames = await recv_until(ws, "agent_started")
             thread_id = frames[0]["payload"]["thread_id"]
             await send_json(ws, {"type": "resume", "thread_id": thread_id, "after_event_id": 0})
-            frames += await _collect_run_and_resume(ws)
+            after_resume = await _collect_run_and_resume(ws)
             await _ping(ws, "flush")
-        _assert_each_event_once(frames, {1, 2, 3, 4, 5})
-        agent_frames = [f for f in frames if f["event_id"] is not None]
-        assert [f["event_id"] for f in agent_frames] == [1, 2, 3, 4, 5]
+        log = await stored_log(server, thread_id)
+    # The socket had agent_started; the resume and the live run share the rest.
+    assert frames[-1]["event_id"] == 1
+    assert_resumed(after_resume, log, after=0, had={1})
+    assert_answers_assemble(frames + after_resume)
+    _assert_resume_complete_follows(after_resume)
 
 
 async def test_reconnect_and_resume_while_the_run_is_live_sends_no_duplicate() -> None:
@@ -240,10 +271,12 @@ async def test_reconnect_and_resume_while_the_run_is_live_sends_no_duplicate() -
             )
             frames = await _collect_run_and_resume(ws)
             await _ping(ws, "flush")
-        _assert_each_event_once(frames, {2, 3, 4, 5})
-        complete = next(f for f in frames if f["type"] == "resume_complete")
-        assert complete["payload"]["last_event_id"] >= 2
-        assert frames[-1]["type"] in {"agent_completed", "resume_complete"}
+        log = await stored_log(server, thread_id)
+    assert_resumed(frames, log, after=last_seen)
+    # The deltas came, live or merged, from the very start of the answer.
+    assert_answers_assemble(frames)
+    _assert_resume_complete_follows(frames)
+    assert frames[-1]["type"] in {"agent_completed", "resume_complete"}
 
 
 async def test_resume_of_another_users_thread_is_thread_not_found() -> None:
