@@ -20,7 +20,9 @@ from chatgate.transport.send_many import SEND_MANY, offers_send_many
 from chatgate.transport.uvicorn_ws import GatewayWebSocketProtocol
 
 from support import (
+    DEMO_RUN,
     RECV_TIMEOUT_S,
+    answer_text,
     chat,
     established,
     free_socket,
@@ -29,14 +31,7 @@ from support import (
     send_json,
 )
 
-_EXPECTED_RUN = [
-    "message_ack",
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-]
+_EXPECTED_RUN = ["message_ack", *DEMO_RUN]
 
 
 class _App:
@@ -130,8 +125,9 @@ async def test_runs_and_pongs_arrive_whole_and_in_order_with_and_without_the_ext
             frames = await chat(ws, f"what is {turn}+2?", thread_id, msg_id=f"m{turn}")
             assert [f["type"] for f in frames] == _EXPECTED_RUN
             assert frames[-1]["payload"]["text"] == f"{turn}+2 = {turn + 2}"
+            assert answer_text(frames) == f"{turn}+2 = {turn + 2}"
             ids = [f["event_id"] for f in frames[1:]]
-            assert ids == list(range(ids[0], ids[0] + 5))
+            assert ids == list(range(turn * len(DEMO_RUN) + 1, (turn + 1) * len(DEMO_RUN) + 1))
             thread_id = frames[0]["thread_id"]
         # Pings sent at once (within the rate limit) are answered in order.
         for n in range(10):
