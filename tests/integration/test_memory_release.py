@@ -18,6 +18,7 @@ from chatgate.transport.socket import Connection
 from support import chat, established, running_server
 
 _OURS = (Connection, Outbox, Session)
+_RELEASE_WAIT_S = 10.0
 
 
 @contextmanager
@@ -38,6 +39,27 @@ def ours(garbage: list[object]) -> Counter[str]:
     return Counter(type(o).__name__ for o in garbage if isinstance(o, _OURS))
 
 
+async def until_released(garbage: list[object]) -> None:
+    """Wait until every connection object is gone, freed or caught in ``garbage``.
+
+    The server's side of a socket finishes after the client's close; until it
+    has, its objects are alive and neither freed nor garbage, and asserting
+    then would prove nothing.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _RELEASE_WAIT_S
+    while True:
+        gc.collect()
+        caught = {id(o) for o in garbage}
+        alive = [o for o in gc.get_objects() if isinstance(o, _OURS) and id(o) not in caught]
+        if not alive:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"still referenced: {Counter(type(o).__name__ for o in alive)}")
+        del alive
+        await asyncio.sleep(0.01)
+
+
 async def test_sockets_that_chatted_and_closed_leave_no_cycle_behind() -> None:
     async with running_server() as server:
         token = server.token("refcounted")
@@ -47,9 +69,7 @@ async def test_sockets_that_chatted_and_closed_leave_no_cycle_behind() -> None:
                     await established(ws)
                     frames = await chat(ws, f"what is {turn}*7?")
                     assert frames[-1]["type"] == "agent_completed"
-            # The server's side finishes after the client's close: let it.
-            await asyncio.sleep(0.3)
-            gc.collect()
+            await until_released(garbage)
             assert ours(garbage) == Counter()
 
 
@@ -60,6 +80,5 @@ async def test_sockets_refused_at_the_handshake_leave_no_cycle_behind() -> None:
                 async with server.connect("not-a-token") as ws:
                     await ws.wait_closed()
                 assert ws.close_code == 4003
-            await asyncio.sleep(0.3)
-            gc.collect()
+            await until_released(garbage)
             assert ours(garbage) == Counter()

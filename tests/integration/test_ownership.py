@@ -8,6 +8,7 @@ has its runs ended by a live one once its lease expires.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from websockets.asyncio.client import connect
 
 from chatgate.auth.minting import mint_token
 
+from databases import postgres_schema
 from processes import ServerProcess, free_port, run_cli, server_process
+from redis_service import require_redis
 from support import SECRET, recv_json, recv_until, send_json
 
 EXIT_CONFIG = 2
@@ -78,8 +81,10 @@ async def test_a_second_serve_on_a_busy_port_exits_2_and_leaves_the_live_run_alo
         assert second.returncode == EXIT_CONFIG, second.stdout + second.stderr
         lines = second.stderr.strip().splitlines()
         assert lines == [
-            f"chatgate: port {port} on 127.0.0.1 is already in use (another chatgate serve?); "
-            "stop it or choose another port (CHATGATE_PORT or --port)"
+            (
+                f"chatgate: port {port} on 127.0.0.1 is already in use (another chatgate serve?); "
+                "stop it or choose another port (CHATGATE_PORT or --port)"
+            )
         ]
         assert second.stdout == ""
         assert not database.with_suffix(".dev-secret").exists()
@@ -125,3 +130,35 @@ async def test_a_live_process_ends_the_runs_of_a_killed_one_when_its_lease_expir
     ]
     assert log[2]["payload"]["code"] == "run_interrupted"
     assert log[2]["run_id"] == ack["run_id"]
+
+
+async def test_a_cancel_sent_to_another_instance_right_after_the_ack_is_not_lost(
+    tmp_path: Path,
+) -> None:
+    token = mint_token(SECRET, "alice")
+    async with postgres_schema() as database_url:
+        variables = {
+            "CHATGATE_JWT_SECRET": SECRET,
+            "CHATGATE_DATABASE_URL": database_url,
+            "CHATGATE_BROKER_URL": require_redis(),
+            "CHATGATE_BROKER_KEY_PREFIX": f"t{secrets.token_hex(6)}",
+            "CHATGATE_DEMO_DELAY_MS": DEMO_DELAY_MS,
+        }
+        with (
+            server_process(tmp_path, **variables) as a,
+            server_process(tmp_path, **variables) as b,
+        ):
+            async with socket_to(a, token) as on_a, socket_to(b, token) as on_b:
+                assert (await recv_json(on_a))["type"] == "connection_established"
+                assert (await recv_json(on_b))["type"] == "connection_established"
+                await send_json(
+                    on_a, {"type": "user_message", "id": "m", "payload": {"text": "6*7?"}}
+                )
+                ack = await recv_json(on_a)
+                assert ack["type"] == "message_ack", ack
+                # At once: the run's record may not be committed yet.
+                await send_json(on_b, {"type": "cancel", "id": "c", "run_id": ack["run_id"]})
+                final = (await recv_until(on_b, "agent_completed", "agent_error", "error"))[-1]
+    assert final["type"] == "agent_completed", final
+    assert final["payload"]["status"] == "cancelled"
+    assert final["run_id"] == ack["run_id"]

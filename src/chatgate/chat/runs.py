@@ -32,6 +32,9 @@ from chatgate.store.base import Store
 log = get_logger("chatgate.chat.runs")
 
 _FAILURE_MESSAGE_CHARS = 300
+# Pauses before each further look for a run's record (about 0.4 s in all):
+# far longer than a group commit takes, short enough for a run_not_found answer.
+_RECORD_PAUSES_S = (0.01, 0.02, 0.05, 0.1, 0.2)
 INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"
 
 
@@ -145,10 +148,27 @@ class RunManager:
         if self.cancel(user_id, run_id):
             return True
         record = await self._store.get_run(user_id, run_id)
+        if record is None:
+            record = await self._recorded_soon(user_id, run_id)
         if record is None or record.status != "running":
             return False
         await self._broker.publish_control({"op": "cancel", "user_id": user_id, "run_id": run_id})
         return True
+
+    async def _recorded_soon(self, user_id: str, run_id: str) -> RunRecord | None:
+        """The run's record, looked for a little longer than another instance's group commit.
+
+        A run acknowledged a moment ago on another instance is recorded by
+        that instance's next group commit, after the client may already have
+        sent ``cancel`` here: without a second look the cancel would be
+        answered ``run_not_found`` and lost.
+        """
+        for pause in _RECORD_PAUSES_S:
+            await asyncio.sleep(pause)
+            record = await self._store.get_run(user_id, run_id)
+            if record is not None:
+                return record
+        return None
 
     def on_control(self, message: dict[str, Any]) -> None:
         """Act on a control message from any instance (only ``cancel`` so far)."""
