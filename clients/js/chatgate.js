@@ -245,6 +245,7 @@ export class ChatgateClient {
     this._waiters = [];
     this._timer = null;
     this._openTimer = null;
+    this._dialed = false;
     this._refreshedAfterExpiry = false;
   }
 
@@ -258,9 +259,11 @@ export class ChatgateClient {
   /** Open the session; resolve with the connection_established payload. */
   connect() {
     if (this._stopped) return Promise.reject(this._closedError(this._stopped));
-    const opened = this._whenOpen();
-    if (!this._ws) this._dial(0, true);
-    return opened;
+    if (!this._dialed) {
+      this._dialed = true;
+      this._dial(0, true);
+    }
+    return this._whenOpen();
   }
 
   /** Send a user message; resolve with its ack {message_id, thread_id, run_id, ...}. */
@@ -521,6 +524,7 @@ export class ChatgateClient {
 
   _whenOpen() {
     if (this._stopped) return Promise.reject(this._closedError(this._stopped));
+    if (!this._dialed) return Promise.reject(new TypeError("call connect() first"));
     if (this._open) return Promise.resolve(this.connection);
     return new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
   }

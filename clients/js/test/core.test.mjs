@@ -296,3 +296,8 @@ test("a refused first connection is reported at once, not retried", async () => 
   assert.equal(closes[0].code, 1006);
   assert.equal(closes[0].willReconnect, false);
 });
+
+test("a request before connect() is refused, not left waiting", async () => {
+  const client = scripted();
+  await assert.rejects(client.send("hi"), TypeError);
+});
