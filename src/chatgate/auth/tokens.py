@@ -22,13 +22,13 @@ and ``iat`` with ``exp - iat`` at most an hour.
 Measured with ``bench/tokens.py`` (callgrind, instructions
 per HS256 verification; a handshake is about 1,000,000): PyJWT 343,000; the
 hand-written path this replaced 68,000, but it had drifted from PyJWT in nine
-ways; one that really matches PyJWT's refusals 105,000 (prototyped in the
+ways; one that really matches PyJWT's refusals 107,000 (prototyped in the
 bench), and it would have to be kept matching by hand. So the verifier keeps
 the cost without the drift: ``hs_fast.HmacShortcut`` may only *accept*, and
-only the usual shape of HS* token, for which PyJWT's answer is plain (105,000
+only the usual shape of HS* token, for which PyJWT's answer is plain (107,000
 on a new token); anything else, every refusal included, is PyJWT's (about
-437,000 with the header read to choose the key). A token seen before is
-answered from :class:`~chatgate.auth.token_cache.VerifiedTokens` (4,800):
+434,000 with the header read to choose the key). A token seen before is
+answered from :class:`~chatgate.auth.token_cache.VerifiedTokens` (5,200):
 reconnects, page reloads and history API requests, and RS*/ES* tokens, which
 the shortcut never takes.
 """
