@@ -17,6 +17,7 @@ from chatgate.chat.recovery import Recovery, identity_for
 from chatgate.errors import ConfigError
 from chatgate.gateway import Gateway
 from chatgate.ops.diagnostics import diagnostics_routes
+from chatgate.ops.health import readiness_route
 from chatgate.startup import StartupFailed, start_with_retry
 from chatgate.transport.socket import Connection
 from chatgate.web.api import api_routes
@@ -128,20 +129,10 @@ def _routes(gateway: Gateway) -> list[BaseRoute]:
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(_: Request) -> JSONResponse:
-        checks = await gateway.health.check()
-        failing = [name for name, problem in checks.items() if problem is not None]
-        body: dict[str, Any] = {
-            "status": "unavailable" if failing else "ready",
-            "failing": failing,
-            "checks": {name: problem or "ok" for name, problem in checks.items()},
-        }
-        return JSONResponse(body, status_code=503 if failing else 200)
-
     return [
         Route(CHAT_PATH, _upgrade_required),
         Route("/healthz", healthz),
-        Route("/readyz", readyz),
+        readiness_route(gateway.health),
         *diagnostics_routes(gateway),
         *api_routes(gateway),
         *page_routes(gateway.settings),

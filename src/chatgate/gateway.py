@@ -11,6 +11,8 @@ from chatgate.broker.base import Broker
 from chatgate.chat.runs import RunManager
 from chatgate.e2e import E2EPolicy, decide_e2e
 from chatgate.ops.health import HealthMonitor
+from chatgate.ops.metrics import GatewayCollector, Metrics
+from chatgate.ops.records import ConnectionRecords
 from chatgate.settings import Settings
 from chatgate.store.base import Store
 
@@ -43,6 +45,8 @@ class Gateway:
     runs: RunManager
     health: HealthMonitor
     closes: CloseStats = field(default_factory=CloseStats)
+    metrics: Metrics = field(default_factory=Metrics)
+    records: ConnectionRecords = field(default_factory=ConnectionRecords)
 
 
 def e2e_policy_for(settings: Settings) -> E2EPolicy:
@@ -59,13 +63,39 @@ def e2e_policy_for(settings: Settings) -> E2EPolicy:
 def build_gateway(settings: Settings, agent: LoadedAgent, store: Store, broker: Broker) -> Gateway:
     """Wire the collaborators together (raises ConfigError for unusable keys)."""
     e2e = e2e_policy_for(settings)
-    return Gateway(
+    metrics = Metrics()
+    gateway = Gateway(
         settings=settings,
         e2e=e2e,
         verifier=TokenVerifier(settings, e2e),
         store=store,
         broker=broker,
         agent=agent,
-        runs=RunManager(store, broker, agent),
+        runs=RunManager(store, broker, agent, metrics=metrics),
         health=HealthMonitor({"store": store.ping, "broker": broker.ping}),
+        metrics=metrics,
+        records=ConnectionRecords(settings.connection_records),
     )
+    _instrument(gateway)
+    return gateway
+
+
+def _instrument(gateway: Gateway) -> None:
+    """Expose the gateway's counters, and time the store's commits and the broker's publishes."""
+    metrics = gateway.metrics
+    metrics.registry.register(
+        GatewayCollector(
+            metrics,
+            gateway.records,
+            up=gateway.health.is_up,
+            runs_in_flight=gateway.runs.running,
+        )
+    )
+    # Only backends that batch have a round trip worth timing (the SQL stores,
+    # the Redis broker); the in-memory ones offer no hook.
+    observe_writes = getattr(gateway.store, "observe_writes", None)
+    if observe_writes is not None:
+        observe_writes(metrics.observe_commit)
+    observe_publishes = getattr(gateway.broker, "observe_publishes", None)
+    if observe_publishes is not None:
+        observe_publishes(metrics.observe_publish)

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # The chat page at "/": None follows the tier (on in development and test only).
     chat_page: bool | None = None
     admin_token: SecretStr | None = None
+    # Closed connections whose record /diagnostics/connections/{id} still serves.
+    connection_records: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     database_url: str = "sqlite:///./chatgate.db"
     broker_url: str = "memory://"
     log_level: str = "INFO"

@@ -8,7 +8,7 @@ from chatgate.e2e import TEST_MARKING_HEADERS
 from chatgate.transport.upgrade import UpgradeHeaders, read_upgrade_headers
 
 
-def test_the_three_headers_are_read_and_nothing_else() -> None:
+def test_the_four_headers_are_read_and_nothing_else() -> None:
     raw = [
         (b"host", b"chat.example.com"),
         (b"user-agent", b"probe"),
@@ -21,6 +21,7 @@ def test_the_three_headers_are_read_and_nothing_else() -> None:
         origin="https://chat.example.com",
         host="chat.example.com",
         test_marked=False,
+        user_agent="probe",
     )
 
 

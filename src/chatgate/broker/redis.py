@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -109,6 +110,7 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self._outgoing: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._observer: Callable[[float, int], None] | None = None
 
     # Lifecycle
 
@@ -153,6 +155,10 @@ class RedisBroker:
         await self._guarded(self._redis.ping())
         if not self._channels[self._control_channel].ready.is_set():
             raise BrokerUnavailable("redis: pub/sub connection is reconnecting")
+
+    def observe_publishes(self, observer: Callable[[float, int], None]) -> None:
+        """Tell ``observer`` each publishing round trip's duration and event count (metrics)."""
+        self._observer = observer
 
     # Deliveries
 
@@ -254,6 +260,7 @@ class RedisBroker:
                 pipe = self._redis.pipeline(transaction=False)
                 for channel, payload, _ in batch:
                     pipe.publish(channel, payload)
+                started = time.perf_counter()
                 try:
                     async with asyncio.timeout(self.options.timeout_s):
                         await pipe.execute()
@@ -261,6 +268,8 @@ class RedisBroker:
                     _settle(batch, exc)
                 else:
                     _settle(batch, None)
+                if self._observer is not None:
+                    self._observer(time.perf_counter() - started, len(batch))
         finally:
             self._sender = None
             # Cancelled (the broker is closing) or broken: no publisher may wait forever.

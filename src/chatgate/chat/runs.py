@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from chatgate.chat.answer import AgentContractError, RunAnswer, UnknownEvent
 from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent, new_id
+from chatgate.ops.metrics import Metrics
 from chatgate.protocol import encode
 from chatgate.store.base import Store
 
@@ -67,6 +69,8 @@ class Run:
     cancel_requested: bool = False
     awaiting_agent: bool = field(default=False, repr=False)
     answer: RunAnswer = field(default_factory=lambda: RunAnswer(new_id("msg")), repr=False)
+    received_at: float = field(default=0.0, repr=False)
+    """``perf_counter`` when its user_message arrived; 0 once its first event is published."""
 
 
 class RunManager:
@@ -77,7 +81,12 @@ class RunManager:
     """
 
     def __init__(
-        self, store: Store, broker: Broker, agent: LoadedAgent, instance_id: str = ""
+        self,
+        store: Store,
+        broker: Broker,
+        agent: LoadedAgent,
+        instance_id: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -86,7 +95,12 @@ class RunManager:
         self._per_connection: Counter[str] = Counter()
         self._stopping = False
         self._takes_context = _takes_context(agent.agent)
+        self._metrics = metrics if metrics is not None else Metrics()
         self.instance_id = instance_id
+
+    def running(self) -> int:
+        """How many runs are going on in this process."""
+        return len(self._runs)
 
     def in_flight(self, connection_id: str) -> int:
         """How many runs started from ``connection_id`` are still going."""
@@ -103,13 +117,16 @@ class RunManager:
         text: str,
         message_id: str = "",
         claims: Mapping[str, Any] | None = None,
+        received_at: float = 0.0,
     ) -> Run:
         """Start a run in the background and return it.
 
         ``message_id`` is the user message that started the run; it and the
         verified ``claims`` reach an agent that accepts a ``context``.
+        ``received_at`` (``time.perf_counter()`` when the message arrived) times
+        the run's first event.
         """
-        run = Run(run_id, thread_id, user_id, connection_id)
+        run = Run(run_id, thread_id, user_id, connection_id, received_at=received_at)
         self._runs[run_id] = run
         self._per_connection[connection_id] += 1
         context = RunContext(user_id, thread_id, run_id, message_id, claims or {})
@@ -191,6 +208,10 @@ class RunManager:
             StoreUnavailable: the event could not be stored (and was not published).
         """
         event = await self._store.append_event(run.thread_id, run.run_id, kind, payload)
+        if kind == "agent_text_delta":
+            self._metrics.text_deltas += 1
+        elif kind == "agent_error":
+            self._metrics.agent_error(str(payload.get("code")))
         delivery = Delivery(event.thread_id, event.event_id, event_frame(event))
         try:
             await self._broker.publish(run.user_id, delivery)
@@ -198,6 +219,9 @@ class RunManager:
             # The event is in the log: sockets get it through resume once the
             # broker is back. The run goes on rather than losing its work.
             log.warning("event not delivered live: broker unavailable", run_id=run.run_id)
+        if run.received_at:
+            self._metrics.first_event.observe(time.perf_counter() - run.received_at)
+            run.received_at = 0.0
         return event
 
     async def end_orphan(self, record: RunRecord) -> None:
@@ -217,6 +241,7 @@ class RunManager:
         )
         run = Run(record.run_id, record.thread_id, record.owner, connection_id="")
         await self.emit(run, "agent_error", interrupted_payload(cid))
+        self._metrics.run_ended("interrupted")
 
     async def _next(self, run: Run, events: AsyncIterator[Any]) -> Any:
         run.awaiting_agent = True
@@ -234,9 +259,11 @@ class RunManager:
             await self.emit(run, "agent_started", {"agent": self._agent.name})
             status = await self._outcome(run, history, text, context)
             await self._store.finish_run(run.run_id, status)
+            self._metrics.run_ended(status)
         except StoreUnavailable:
             # Nothing more of this run can be kept. It stays recorded as
-            # running, and this instance's next start ends it as interrupted.
+            # running, and this instance's next start ends it as interrupted
+            # (and counts it then).
             log.warning("run abandoned: store unavailable", run_id=run.run_id)
 
     def _iterate(

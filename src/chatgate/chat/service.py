@@ -21,6 +21,7 @@ from chatgate.chat.seen import SeenRanges
 from chatgate.chat.session import Session
 from chatgate.logs import correlation_id
 from chatgate.models import Delivery, new_id
+from chatgate.ops.metrics import Metrics
 from chatgate.protocol import (
     Auth,
     Cancel,
@@ -42,6 +43,12 @@ _TITLE_CHARS = 80
 _MAX_TRACKED_THREADS = 1024
 
 
+class RunTally(Protocol):
+    """Where a socket counts the runs it started (its connection record)."""
+
+    runs: int
+
+
 class FrameSink(Protocol):
     """Where the service's frames go, in order (the socket's outbox)."""
 
@@ -57,8 +64,10 @@ class ChatService:
 
     # One per open socket: slots instead of a dict per socket.
     __slots__ = (
+        "_metrics",
         "_on_refresh",
         "_out",
+        "_record",
         "_resuming",
         "_runs",
         "_seen",
@@ -78,8 +87,12 @@ class ChatService:
         runs: RunManager,
         verifier: TokenVerifier,
         on_refresh: Callable[[Session], None],
+        metrics: Metrics | None = None,
+        record: RunTally | None = None,
     ) -> None:
         self.session = session
+        self._metrics = metrics
+        self._record = record
         self._out = out
         self._settings = settings
         self._store = store
@@ -120,6 +133,7 @@ class ChatService:
         self._out.put(encode(kind, payload, **envelope))
 
     async def _on_user_message(self, message: UserMessage) -> None:
+        received_at = time.perf_counter()
         store, session = self._store, self.session
         connection_id = session.connection_id
         if self._runs.in_flight(connection_id) >= self._settings.max_runs_per_connection:
@@ -159,7 +173,10 @@ class ChatService:
             text=message.text,
             message_id=stored.id,
             claims=session.claims,
+            received_at=received_at,
         )
+        if self._record is not None:
+            self._record.runs += 1
 
     async def _on_resume(self, message: Resume) -> None:
         store, thread_id = self._store, message.thread_id
@@ -175,9 +192,11 @@ class ChatService:
         # sees the thread in event_id order.
         self._resuming[thread_id] = []
         try:
-            await self._replay(thread_id, message.after_event_id)
+            replayed = await self._replay(thread_id, message.after_event_id)
         finally:
             waiting = self._resuming.pop(thread_id)
+        if self._metrics is not None:
+            self._metrics.resumed(replayed)
         for delivery in waiting:
             if self._first_sight(delivery.thread_id, delivery.event_id):
                 self._out.put(delivery.frame)
@@ -185,9 +204,13 @@ class ChatService:
         last = seen.highest if seen is not None else message.after_event_id
         self._reply("resume_complete", {"last_event_id": last}, thread_id=thread_id)
 
-    async def _replay(self, thread_id: str, after: int) -> None:
-        """Send the log after ``after``, deltas merged, paced to the send queue."""
+    async def _replay(self, thread_id: str, after: int) -> int:
+        """Send the log after ``after``, deltas merged, paced to the send queue.
+
+        Returns how many frames it sent (merged deltas count once).
+        """
         merger = DeltaMerger()
+        sent = 0
         while True:
             page = await self._store.events_after(thread_id, after, _RESUME_PAGE)
             for event in page:
@@ -197,13 +220,16 @@ class ChatService:
                     frames = merger.add(event)
                 for frame in frames:
                     if not await self._out.room():
-                        return
+                        return sent
                     self._out.put(frame)
+                    sent += 1
             if len(page) < _RESUME_PAGE:
                 break
             after = page[-1].event_id
         for frame in merger.flush():
             self._out.put(frame)
+            sent += 1
+        return sent
 
     async def _on_token_refresh(self, message: TokenRefresh) -> None:
         verified = await self._verifier.verify_async(message.token)

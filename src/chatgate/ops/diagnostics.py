@@ -1,5 +1,8 @@
 """``GET /diagnostics``: how this deployment decided its tier and E2E mode, its limits, its closes.
 
+Beside it, ``GET /metrics`` (Prometheus) and ``GET /diagnostics/connections/{id}``
+(a connection's record), under the same access rule.
+
 Never a secret: keys, tokens and URLs with credentials are left out. Open
 outside production; in production it needs ``Authorization: Bearer
 <CHATGATE_ADMIN_TOKEN>`` (compared in constant time), and with no admin token
@@ -11,8 +14,9 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from chatgate import __version__
@@ -20,6 +24,8 @@ from chatgate.e2e import carries_test_headers
 from chatgate.gateway import Gateway
 from chatgate.settings import Settings
 from chatgate.tiers import Tier
+
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _limits(settings: Settings) -> dict[str, Any]:
@@ -73,19 +79,50 @@ def diagnostics_body(gateway: Gateway, *, via_headers: bool) -> dict[str, Any]:
     }
 
 
+def _forbidden() -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "forbidden",
+            "detail": "in production, send Authorization: Bearer <CHATGATE_ADMIN_TOKEN>",
+        },
+        status_code=403,
+    )
+
+
 def diagnostics_routes(gateway: Gateway) -> list[BaseRoute]:
-    """The diagnostics endpoints."""
+    """The operator endpoints: diagnostics, metrics and connection records."""
+    settings = gateway.settings
+
+    def allowed(request: Request) -> bool:
+        return admin_allowed(settings, request.headers.get("authorization"))
 
     async def diagnostics(request: Request) -> JSONResponse:
-        if not admin_allowed(gateway.settings, request.headers.get("authorization")):
-            return JSONResponse(
-                {
-                    "error": "forbidden",
-                    "detail": "in production, send Authorization: Bearer <CHATGATE_ADMIN_TOKEN>",
-                },
-                status_code=403,
-            )
+        if not allowed(request):
+            return _forbidden()
         body = diagnostics_body(gateway, via_headers=carries_test_headers(request.headers.keys()))
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return JSONResponse(body, headers=_NO_STORE)
 
-    return [Route("/diagnostics", diagnostics)]
+    async def metrics(request: Request) -> Response:
+        if not allowed(request):
+            return _forbidden()
+        return Response(
+            gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST, headers=_NO_STORE
+        )
+
+    async def connection(request: Request) -> JSONResponse:
+        if not allowed(request):
+            return _forbidden()
+        record = gateway.records.get(request.path_params["connection_id"])
+        if record is None:
+            return JSONResponse(
+                {"error": "not_found", "detail": "no such connection, or forgotten"},
+                status_code=404,
+                headers=_NO_STORE,
+            )
+        return JSONResponse(record.to_json(), headers=_NO_STORE)
+
+    return [
+        Route("/diagnostics", diagnostics),
+        Route("/diagnostics/connections/{connection_id}", connection),
+        Route("/metrics", metrics),
+    ]

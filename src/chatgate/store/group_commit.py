@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -25,6 +26,9 @@ Out = TypeVar("Out")
 
 Writer = Callable[[list[In]], Awaitable[Sequence[Out | Exception]]]
 """Writes a batch in one transaction; returns one result, or the error of that item, per item."""
+
+Observer = Callable[[float, int], None]
+"""Told each write's duration in seconds and how many items it held (metrics)."""
 
 
 class GroupCommitClosed(Exception):
@@ -44,6 +48,7 @@ class GroupCommit(Generic[In, Out]):
         self._full = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self.observer: Observer | None = None
 
     @property
     def pending(self) -> int:
@@ -107,6 +112,7 @@ class GroupCommit(Generic[In, Out]):
     async def _write_batch(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         if not batch:
             return
+        started = time.perf_counter()
         try:
             results = await self._write([item for item, _ in batch])
         except asyncio.CancelledError:
@@ -114,10 +120,12 @@ class GroupCommit(Generic[In, Out]):
                 future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - not swallowed: every caller of the batch gets it
+            self._observe(started, len(batch))
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self._observe(started, len(batch))
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -125,3 +133,8 @@ class GroupCommit(Generic[In, Out]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    def _observe(self, started: float, items: int) -> None:
+        observer = self.observer
+        if observer is not None:
+            observer(time.perf_counter() - started, items)

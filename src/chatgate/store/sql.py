@@ -54,7 +54,7 @@ from chatgate.store.batch import (
     Write,
     Written,
 )
-from chatgate.store.group_commit import GroupCommit
+from chatgate.store.group_commit import GroupCommit, Observer
 from chatgate.store.schema import (
     Timestamp,
     events,
@@ -94,6 +94,10 @@ class SQLStore(SQLLeases):
         """Write what is pending, then close every connection."""
         await self._writes.close()
         await self._dispose()
+
+    def observe_writes(self, observer: Observer) -> None:
+        """Tell ``observer`` each group commit's duration and size (for metrics)."""
+        self._writes.observer = observer
 
     async def ping(self) -> None:
         """Run ``SELECT 1``."""

@@ -22,6 +22,7 @@ from chatgate.closecodes import MAX_REASON_BYTES, CloseCode, close_reason
 from chatgate.errors import AuthError, CloseConnection
 from chatgate.gateway import Gateway
 from chatgate.logs import get_logger
+from chatgate.ops.records import ConnectionRecord
 from chatgate.protocol import Auth, ErrorCode, ProtocolViolation, parse_client_frame
 from chatgate.transport.origins import origin_allowed
 from chatgate.transport.upgrade import read_upgrade_headers
@@ -86,6 +87,8 @@ class Handshake:
     receive: Receive
     accept: Accept
     connection_id: str
+    record: ConnectionRecord | None = None
+    """The connection's record: the handshake notes the user agent and the credential's source."""
 
     async def run(self) -> Session:
         """Accept the upgrade, authenticate, and count the connection.
@@ -96,6 +99,9 @@ class Handshake:
         """
         settings = self.gateway.settings
         upgrade = read_upgrade_headers(self.scope.get("headers", ()))
+        record = self.record
+        if record is not None:
+            record.set_user_agent(upgrade.user_agent)
         subprotocols = self.scope.get("subprotocols", [])
         handshake_error: AuthError | None = None
         token: str | None = None
@@ -128,6 +134,8 @@ class Handshake:
             if carries_query_token(self.scope.get("query_string", b"")):
                 raise AuthError(CloseCode.AUTH_REQUIRED, QUERY_STRING_REFUSAL)
             token, source = await self._await_auth_message(), CredentialSource.MESSAGE
+        if record is not None:
+            record.auth_method = str(source)
         verified = await self.gateway.verifier.verify_async(token)
         context = (
             self.gateway.e2e.context(via_headers=upgrade.test_marked) if verified.is_test else None

@@ -48,6 +48,11 @@ class Outbox:
         self._room: asyncio.Future[None] | None = None
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes of frames waiting to be written."""
+        return self._bytes
+
+    @property
     def closing(self) -> bool:
         """Whether a close has been queued; later frames are dropped."""
         return self._closing

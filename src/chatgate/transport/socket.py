@@ -27,6 +27,7 @@ from chatgate.errors import BrokerUnavailable, CloseConnection, StoreUnavailable
 from chatgate.gateway import Gateway
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import new_id
+from chatgate.ops.records import SERVER_CLOSE, reason_for
 from chatgate.protocol import (
     ClientMessage,
     ErrorCode,
@@ -67,6 +68,7 @@ class Connection:
         "_unsubscribe",
         "connection_id",
         "gw",
+        "record",
         "scope",
         "session",
     )
@@ -79,6 +81,9 @@ class Connection:
         # Under chatgate's own server a burst of frames goes out in one write.
         self._send_many = offers_send_many(scope)
         self.connection_id = new_id("conn")
+        # The connection's record counts its frames and runs in place, and
+        # outlives it by some minutes (chatgate.ops.records).
+        self.record = gateway.records.open(self.connection_id, _remote(scope))
         # Set once the handshake has counted the connection: cleanup releases it.
         self.session: Session | None = None
         self._accepted = False
@@ -117,15 +122,21 @@ class Connection:
 
     async def _open(self) -> ChatService:
         gw = self.gw
-        handshake = Handshake(gw, self.scope, self._receive, self._accept, self.connection_id)
+        record = self.record
+        handshake = Handshake(
+            gw, self.scope, self._handshake_receive, self._accept, self.connection_id, record
+        )
         session = self.session = await handshake.run()
+        record.user_id, record.auth_method = session.user_id, session.auth_method
         # Written before subscribing, so it is the socket's first frame whatever
         # a run of this user publishes meanwhile, and no sender task is needed yet.
         try:
             await self._write([self._established(session)])
         except OSError:
             raise Disconnected from None
-        outbox = self._outbox = Outbox(gw.settings.send_queue_bytes, self._wake_sender)
+        outbox = self._outbox = record.outbox = Outbox(
+            gw.settings.send_queue_bytes, self._wake_sender
+        )
         service = self._service = ChatService(
             session,
             outbox,
@@ -134,6 +145,8 @@ class Connection:
             runs=gw.runs,
             verifier=gw.verifier,
             on_refresh=self._on_refresh,
+            metrics=gw.metrics,
+            record=record,
         )
         self._unsubscribe = await gw.broker.subscribe(session.user_id, service.deliver)
         return service
@@ -144,6 +157,24 @@ class Connection:
             accept["subprotocol"] = subprotocol
         await self._send(accept)
         self._accepted = True
+        self.gw.records.accepted_total += 1
+
+    async def _handshake_receive(self) -> Message:
+        """Receive for the handshake, noting a disconnect and counting the auth frame."""
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            self.record.frames_in += 1
+        elif kind == "websocket.disconnect":
+            self._disconnected(message)
+        return message
+
+    def _disconnected(self, message: Message) -> None:
+        """Note the close that ended the socket: the client's, or one the protocol sent."""
+        code: int = message.get("code", 1005)
+        by_server = self.scope.get(SERVER_CLOSE) == code
+        reason = message.get("reason") or (reason_for(code) if by_server else "")
+        self.record.closing(code, reason, "server" if by_server else "client")
 
     def _established(self, session: Session) -> bytes:
         settings = self.gw.settings
@@ -175,11 +206,14 @@ class Connection:
     async def _receive_loop(self, outbox: Outbox, service: ChatService) -> None:
         loop = asyncio.get_running_loop()
         settings = self.gw.settings
+        record = self.record
         while not outbox.closing:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
                 self._closed = True
+                self._disconnected(message)
                 return
+            record.frames_in += 1
             limiter = self._limiter
             if limiter is None:
                 # Under chatgate's server the limiter also counts the socket's pings.
@@ -282,6 +316,7 @@ class Connection:
 
     async def _write(self, frames: list[bytes]) -> None:
         """Send text frames; raises OSError when the peer is gone."""
+        self.record.frames_out += len(frames)
         if self._send_many:
             await self._send({"type": SEND_MANY, "frames": frames})
             return
@@ -308,15 +343,17 @@ class Connection:
             return
         self._closed = True
         self.gw.closes.record(int(code))
+        reason = close_reason(code, detail)
+        self.record.closing(int(code), reason, "server")
         if not self._accepted:
             with contextlib.suppress(OSError, RuntimeError):
                 await self._accept(None)
         with contextlib.suppress(OSError):
-            await self._send(
-                {"type": "websocket.close", "code": int(code), "reason": close_reason(code, detail)}
-            )
+            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
 
     async def _cleanup(self) -> None:
+        # First, so that a failure to unsubscribe cannot lose the record's close.
+        self.gw.records.close(self.record, authenticated=self.session is not None)
         # The timer, the sender, the subscription and the outbox all hold bound
         # methods of this connection: dropping them lets reference counting free
         # it at once instead of leaving a cycle to the collector.
@@ -333,6 +370,12 @@ class Connection:
             await self.gw.broker.release_connection(self.session.user_id, self.connection_id)
         self._outbox = None
         self._service = None
+
+
+def _remote(scope: Scope) -> str | None:
+    """The peer's address as ``host:port``, when the server gave it."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def parsed_id(message: ClientMessage) -> str | int | None:

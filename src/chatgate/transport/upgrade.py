@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from chatgate.e2e import TEST_MARKING_HEADERS
 
 _TEST_MARKING = frozenset(name.encode() for name in TEST_MARKING_HEADERS)
+_KEPT = {
+    b"authorization": "authorization",
+    b"origin": "origin",
+    b"host": "host",
+    b"user-agent": "user_agent",
+}
+"""The headers kept as text, by the field of :class:`UpgradeHeaders` that holds each."""
 
 
 @dataclass(slots=True)
@@ -25,22 +32,18 @@ class UpgradeHeaders:
     host: str | None = None
     test_marked: bool = False
     """Whether a header claims a test context (recorded as ``via_headers``; grants nothing)."""
+    user_agent: str | None = None
 
 
 def read_upgrade_headers(raw: Iterable[tuple[bytes, bytes]]) -> UpgradeHeaders:
-    """Pick the authorization, origin and host headers and any test marking out of ``raw``."""
+    """Pick the authorization, origin, host and user-agent headers and any test marking."""
     found = UpgradeHeaders()
     for name, value in raw:
         lowered = name.lower()
-        if lowered == b"authorization":
-            if found.authorization is None:
-                found.authorization = value.decode("latin-1")
-        elif lowered == b"origin":
-            if found.origin is None:
-                found.origin = value.decode("latin-1")
-        elif lowered == b"host":
-            if found.host is None:
-                found.host = value.decode("latin-1")
+        kept = _KEPT.get(lowered)
+        if kept is not None:
+            if getattr(found, kept) is None:
+                setattr(found, kept, value.decode("latin-1"))
         elif lowered in _TEST_MARKING:
             found.test_marked = True
     return found

@@ -36,6 +36,7 @@ from websockets.server import ServerProtocol
 
 from chatgate.closecodes import CloseCode, close_reason
 from chatgate.logs import correlation_id
+from chatgate.ops.records import SERVER_CLOSE
 from chatgate.transport.frame_limit import FRAME_LIMIT, SharedLimiter
 from chatgate.transport.ratelimit import Verdict
 from chatgate.transport.send_many import SEND_MANY, SEND_MANY_EXTENSION, serialize_text_frames
@@ -220,6 +221,10 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         gateway = self.app_state.get("gateway")
         if gateway is not None:
             gateway.closes.record(code)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            # The app learns of this close as a disconnect: this says it was ours.
+            scope[SERVER_CLOSE] = code
 
     async def send(self, message: Any) -> None:
         """Send an ASGI message; a finished denial response completes the handshake.
