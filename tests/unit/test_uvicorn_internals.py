@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httptools
 import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -100,8 +101,6 @@ def test_the_http_overrides_are_still_called_by_uvicorn() -> None:
 
 def test_httptools_still_reports_a_refusal_from_a_callback_as_a_parser_error() -> None:
     # GatewayHttpProtocol refuses a request by raising from on_headers_complete.
-    import httptools  # noqa: PLC0415
-
     class Refusing:
         def on_headers_complete(self) -> None:
             raise LookupError
