@@ -125,6 +125,10 @@ async def connect(target: Target, user: str, factory: Callable[[str | None], _L]
         extra_headers=headers,
         websocket_handshake_timeout=CONNECT_TIMEOUT_S,
     )
+    if listener is None:
+        # picows hands back no listener when the server drops the connection mid-upgrade.
+        transport.disconnect(graceful=False)
+        raise ConnectionError("closed during the upgrade")
     client = cast("_L", listener)  # what ``factory`` made
     try:
         await asyncio.wait_for(client.established, CONNECT_TIMEOUT_S)

@@ -177,11 +177,16 @@ def lean(config: Config, runs: Runs) -> str:
 def render(
     table_rows: list[Row], runs: Runs, servers: list[str], pairs: list[tuple[str, str]]
 ) -> str:
-    """A markdown table: a column per server, then a column per (ours, baseline) ratio."""
+    """A markdown table: a column per server, then a column per (ours, baseline) ratio.
+
+    A row no server has a figure for is left out.
+    """
     header = ["metric", "unit", *(SHOWN[s] for s in servers)]
     header += [f"{SHOWN[ours]} / {SHOWN[b]}" for ours, b in pairs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table_rows:
+        if not any(median_of(runs, s, row.key) for s in servers):
+            continue  # a scenario this run left out (``--only``)
         cells = [row.label.strip() if not row.label.startswith(" ") else "↳ " + row.label.strip()]
         cells.append(row.unit + ("" if row.higher_is_better else " (lower is better)"))
         cells += [cell(median_of(runs, s, row.key)) for s in servers]
