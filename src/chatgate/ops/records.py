@@ -14,6 +14,7 @@ frames) live on :class:`ConnectionRecords` and are summed at scrape time.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
@@ -171,7 +172,9 @@ class ConnectionRecords:
         closed[record.connection_id] = record
         while len(closed) > self._keep:
             closed.popitem(last=False)
-        log.info("connection closed", **record.to_json())
+        # The fields cost more than the rest of the close: build them only for a line written.
+        if log.is_enabled_for(logging.INFO):
+            log.info("connection closed", **record.to_json())
 
     def get(self, connection_id: str) -> ConnectionRecord | None:
         """The record of a live or recently closed connection, or None once forgotten."""
