@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +16,7 @@ from structlog.testing import capture_logs
 from websockets.exceptions import ConnectionClosed
 
 from chatgate.closecodes import CloseCode
+from chatgate.probe.commands import Options, probe_async
 
 from databases import postgres_schema
 from support import (
@@ -266,3 +270,49 @@ async def test_a_burst_of_readiness_requests_never_marks_postgresql_down() -> No
 
         statuses = await asyncio.gather(*(ready() for _ in range(3000)))
     assert statuses.count(200) == 3000, {s: statuses.count(s) for s in set(statuses)}
+
+
+async def run_probe(tmp_path: Path, url: str, **options: Any) -> tuple[dict[str, Any], str]:
+    out = io.StringIO()
+    path = tmp_path / "probe.json"
+    await probe_async(Options(url=url, json_path=path, timeout=5.0, **options), out, io.StringIO())
+    return json.loads(path.read_text()), out.getvalue()
+
+
+def probed(report: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in report["scenarios"] if s["name"] == name)
+    return found
+
+
+async def test_the_probe_names_each_connection_and_what_the_server_saw(tmp_path: Path) -> None:
+    # A send queue too small for a run's events: the round trip ends 4102, closed by the server.
+    async with running_server(send_queue_bytes=300) as server:
+        report, text = await run_probe(tmp_path, server.ws_url, token=server.token("alice"))
+    authenticated = probed(report, "authentication")
+    assert authenticated["status"] == "pass"
+    assert authenticated["connection_ids"] == [authenticated["details"]["connection_id"]]
+    assert f"connection:    {authenticated['connection_ids'][0]}" in text
+    failed = probed(report, "chat_round_trip")["failure"]
+    assert (failed["code"], failed["slug"]) == (4102, "slow_consumer")
+    record = failed["server_record"]
+    assert failed["connection_id"] == record["connection_id"]
+    assert (record["close_code"], record["closed_by"], record["runs"]) == (4102, "server", 1)
+    assert f"the server saw {record['connection_id']} closed 4102" in failed["what"]
+    assert "by the server after 1 frames in" in failed["what"]
+
+
+async def test_in_production_the_probe_needs_the_admin_token_for_the_record(
+    tmp_path: Path,
+) -> None:
+    async with running_server(
+        send_queue_bytes=300, environment="production", admin_token=ADMIN_TOKEN
+    ) as server:
+        token = server.token("alice")
+        without, _ = await run_probe(tmp_path, server.ws_url, token=token)
+        given, _ = await run_probe(tmp_path, server.ws_url, token=token, admin_token=ADMIN_TOKEN)
+    refused = probed(without, "chat_round_trip")["failure"]
+    assert refused["server_record"] is None
+    assert "needs --admin-token" in refused["what"]
+    seen = probed(given, "chat_round_trip")["failure"]["server_record"]
+    assert (seen["close_code"], seen["closed_by"]) == (4102, "server")
+    assert ADMIN_TOKEN not in json.dumps(given)

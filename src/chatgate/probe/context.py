@@ -27,6 +27,8 @@ class ProbeContext:
     origin: str | None = None
     admin_token: str | None = field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = None
+    connections: list[str] = field(default_factory=list)
+    """The ``connection_id`` of every socket that reached ``connection_established``, in order."""
     _diagnostics: Answer | None = field(default=None, repr=False)
 
     def secrets(self) -> list[str]:

@@ -85,6 +85,10 @@ class Failure:
     idle_s: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
+    connection_id: str | None = None
+    """The server's id of the socket that failed, when it got that far."""
+    server_record: dict[str, Any] | None = None
+    """What the server recorded of that socket (``/diagnostics/connections/{id}``)."""
 
     def with_diagnosis(self, found: Diagnosis, note: str = "") -> Failure:
         """The same evidence under another diagnosis (``note`` is appended to ``what``)."""
@@ -108,6 +112,8 @@ class Failure:
             "idle_s": _rounded(self.idle_s),
             "headers": self.headers,
             "body": self.body,
+            "connection_id": self.connection_id,
+            "server_record": self.server_record,
         }
 
 
@@ -138,6 +144,8 @@ class Result:
     duration_ms: float = 0.0
     failure: Failure | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    connection_ids: list[str] = field(default_factory=list)
+    """The server's ids of the sockets it opened (from ``connection_established``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The result as the JSON report shows it."""
@@ -149,6 +157,7 @@ class Result:
             "duration_ms": round(self.duration_ms, 1),
             "failure": self.failure.to_json() if self.failure is not None else None,
             "details": self.details,
+            "connection_ids": self.connection_ids,
         }
 
 

@@ -136,6 +136,9 @@ def print_report(report: Report, console: Console, scrubber: Scrubber) -> None:
         head = f"{mark} {label} {result.id} {result.name.ljust(width)}"
         summary = result.summary or (result.failure.cause if result.failure else "")
         console.line(scrubber.text(f"{head}  {summary}".rstrip()))
+        if result.connection_ids:
+            indent = " " * (len(mark) + 1 + 4)
+            console.line(f"{indent}connection:    {', '.join(result.connection_ids)}")
         for line in _failure_lines(result, " " * (len(mark) + 1 + 4)):
             console.line(scrubber.text(line))
     if report.kind == "scenario" and report.cause is not None:

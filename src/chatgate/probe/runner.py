@@ -24,6 +24,7 @@ async def run_step(
     started = time.monotonic()
     budget = ctx.timeout * STEPS_PER_BUDGET
     result = Result(step_id, name, Status.PASS)
+    opened_before = len(ctx.connections)
     try:
         async with asyncio.timeout(budget):
             result.summary = await body()
@@ -38,6 +39,7 @@ async def run_step(
         result.status = Status.FAIL
         result.failure = fail("timeout", f"{name} did not finish within {budget:g} s").failure
     result.duration_ms = (time.monotonic() - started) * 1000
+    result.connection_ids = ctx.connections[opened_before:]
     return result
 
 

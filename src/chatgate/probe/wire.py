@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Self
 
 from websockets.asyncio.client import ClientConnection
@@ -60,6 +61,10 @@ class Wire:
         self.last_frame_at = self.opened_at
         self.established = established or {}
         self.received: list[dict[str, Any]] = []
+        found = self.established.get("connection_id")
+        self.connection_id = found if isinstance(found, str) else None
+        if self.connection_id is not None:
+            ctx.connections.append(self.connection_id)
 
     @classmethod
     async def open(
@@ -112,14 +117,10 @@ class Wire:
 
     def _ended(self, error: ClientError, doing: str) -> Problem:
         now = time.monotonic()
-        return Problem(
-            failure_for(
-                error,
-                doing=doing,
-                elapsed_s=now - self.opened_at,
-                idle_s=now - self.last_frame_at,
-            )
+        failure = failure_for(
+            error, doing=doing, elapsed_s=now - self.opened_at, idle_s=now - self.last_frame_at
         )
+        return Problem(replace(failure, connection_id=self.connection_id))
 
     async def send(self, frame: dict[str, Any], doing: str = "sending a frame") -> None:
         """Send one JSON frame.
