@@ -15,6 +15,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
+# The chat page serves the JavaScript client, which lives in its npm package folder.
+COPY clients/js/chatgate.js ./clients/js/chatgate.js
 RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels '.[postgres,redis]'
 
 FROM python:3.11-slim

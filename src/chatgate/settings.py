@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,8 +123,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "auto"
     drain_timeout_s: PositiveFloat = 8.0
-    store_batch_ms: Annotated[float, Field(ge=0)] = 5.0
+    store_batch_ms: Annotated[float, Field(ge=0)] = 0.0
     store_batch_max: PositiveInt = 256
+    # NORMAL survives a process crash; FULL also a power cut, at an fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Empty: "<hostname>:<port>", the same when this instance restarts (chatgate.chat.recovery).
     instance_id: Annotated[str, Field(max_length=255)] = ""
     instance_heartbeat_s: PositiveFloat = 5.0
@@ -133,6 +135,11 @@ class Settings(BaseSettings):
     broker_timeout_s: PositiveFloat = 2.0
     # How long boot waits for an unavailable store or broker before exiting 3 (0: no wait).
     startup_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("jwt_algorithms")
     @classmethod

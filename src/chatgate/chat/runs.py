@@ -24,6 +24,7 @@ from chatgate.agents.base import AgentFailure, HistoryEntry, RunContext
 from chatgate.agents.loader import LoadedAgent
 from chatgate.broker.base import Broker
 from chatgate.chat.answer import AgentContractError, RunAnswer, UnknownEvent
+from chatgate.chat.publisher import MAX_QUEUED, ThreadPublisher, settled
 from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent, new_id
@@ -69,6 +70,10 @@ class Run:
     cancel_requested: bool = False
     awaiting_agent: bool = field(default=False, repr=False)
     answer: RunAnswer = field(default_factory=lambda: RunAnswer(new_id("msg")), repr=False)
+    failure: BaseException | None = field(default=None, repr=False)
+    """The first write of the run that failed; nothing after it is published."""
+    queued: int = field(default=0, repr=False)
+    settled: asyncio.Event | None = field(default=None, repr=False)
     received_at: float = field(default=0.0, repr=False)
     """``perf_counter`` when its user_message arrived; 0 once its first event is published."""
 
@@ -93,6 +98,7 @@ class RunManager:
         self._agent = agent
         self._runs: dict[str, Run] = {}
         self._per_connection: Counter[str] = Counter()
+        self._publishers: dict[str, ThreadPublisher] = {}
         self._stopping = False
         self._takes_context = _takes_context(agent.agent)
         self._metrics = metrics if metrics is not None else Metrics()
@@ -201,17 +207,37 @@ class RunManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def emit(self, run: Run, kind: str, payload: dict[str, Any]) -> StoredEvent:
-        """Number and store one event of ``run``, then publish it.
+    async def emit(self, run: Run, kind: str, payload: dict[str, Any]) -> None:
+        """Queue one event of ``run`` for the store; it is published once committed.
 
         Raises:
-            StoreUnavailable: the event could not be stored (and was not published).
+            StoreUnavailable: an earlier write of the run failed (nothing after
+                it is published).
+            TypeError: the payload cannot be encoded as JSON.
         """
-        event = await self._store.append_event(run.thread_id, run.run_id, kind, payload)
+        if run.queued >= MAX_QUEUED:
+            await settled(run)
+        if run.failure is not None:
+            raise run.failure
+        result = self._store.queue_event(run.thread_id, run.run_id, kind, payload)
+        self._publisher(run.thread_id).push(run, result, publish=True)
         if kind == "agent_text_delta":
             self._metrics.text_deltas += 1
         elif kind == "agent_error":
             self._metrics.agent_error(str(payload.get("code")))
+
+    def _publisher(self, thread_id: str) -> ThreadPublisher:
+        found = self._publishers.get(thread_id)
+        if found is None:
+            found = ThreadPublisher(thread_id, self._publish, self._publisher_idle)
+            self._publishers[thread_id] = found
+        return found
+
+    def _publisher_idle(self, publisher: ThreadPublisher) -> None:
+        if self._publishers.get(publisher.thread_id) is publisher:
+            del self._publishers[publisher.thread_id]
+
+    async def _publish(self, run: Run, event: StoredEvent) -> None:
         delivery = Delivery(event.thread_id, event.event_id, event_frame(event))
         try:
             await self._broker.publish(run.user_id, delivery)
@@ -222,7 +248,12 @@ class RunManager:
         if run.received_at:
             self._metrics.first_event.observe(time.perf_counter() - run.received_at)
             run.received_at = 0.0
-        return event
+
+    async def _settle(self, run: Run) -> None:
+        """Wait for every write of ``run`` to be committed; raise the first that failed."""
+        await settled(run)
+        if run.failure is not None:
+            raise run.failure
 
     async def end_orphan(self, record: RunRecord) -> None:
         """Give a run whose process stopped its final ``agent_error`` ``run_interrupted``.
@@ -241,6 +272,7 @@ class RunManager:
         )
         run = Run(record.run_id, record.thread_id, record.owner, connection_id="")
         await self.emit(run, "agent_error", interrupted_payload(cid))
+        await self._settle(run)
         self._metrics.run_ended("interrupted")
 
     async def _next(self, run: Run, events: AsyncIterator[Any]) -> Any:
@@ -255,9 +287,11 @@ class RunManager:
     ) -> None:
         record = RunRecord(run.run_id, run.thread_id, run.user_id, self.instance_id)
         try:
-            await self._store.record_run(record)
+            # Queued with the first events: they share one commit.
+            self._publisher(run.thread_id).push(run, self._store.queue_run(record), publish=False)
             await self.emit(run, "agent_started", {"agent": self._agent.name})
             status = await self._outcome(run, history, text, context)
+            await self._settle(run)
             await self._store.finish_run(run.run_id, status)
             self._metrics.run_ended(status)
         except StoreUnavailable:
@@ -315,10 +349,11 @@ class RunManager:
 
     async def _finish(self, run: Run, payload: dict[str, Any]) -> None:
         """Store the answer, then tell the clients: the history holds it before they hear."""
-        text = payload["text"]
-        await self._store.add_message(
-            run.thread_id, "assistant", text, run.run_id, message_id=run.answer.message_id
+        stored = self._store.queue_message(
+            run.thread_id, "assistant", payload["text"], run.run_id, run.answer.message_id
         )
+        # Queued before the event: committed first, or in the same transaction.
+        self._publisher(run.thread_id).push(run, stored, publish=False)
         await self.emit(run, "agent_completed", payload)
 
     async def _drive(self, run: Run, events: AsyncIterator[Any]) -> None:

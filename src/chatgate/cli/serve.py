@@ -22,6 +22,7 @@ from chatgate.cli.listen import PortUnavailable, listen
 from chatgate.errors import ConfigError
 from chatgate.logs import configure_logging
 from chatgate.settings import load_settings
+from chatgate.web.routes import chat_page_enabled
 
 _GC_THRESHOLD = 10_000
 
@@ -43,7 +44,8 @@ def _banner(booted: Booted, port: int) -> None:
     else:
         kept = booted.dev_secret_path
         click.echo(f"  JWT secret: kept in {kept} (development only, reused by every start)")
-    click.echo(f"  chat page: http://{shown_host}:{port}/#token={booted.dev_token}")
+    if chat_page_enabled(settings):
+        click.echo(f"  chat page: http://{shown_host}:{port}/#token={booted.dev_token}")
     click.echo(f"  dev token (user {DEV_USER!r}, valid {hours} h):")
     click.echo(f"    {booted.dev_token}")
     if booted.dev_secret_path is not None:

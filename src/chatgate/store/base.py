@@ -8,9 +8,9 @@ scheme is a boot error.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chatgate.backends import Backend, load_backend
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread
@@ -21,15 +21,21 @@ from chatgate.settings import Settings
 class StoreOptions:
     """Tuning shared by every backend; a backend ignores what it has no use for."""
 
-    batch_ms: float = 5.0
+    batch_ms: float = 0.0
     """Longest wait of a batch of writes gathered while the previous one was written."""
     batch_max: int = 256
     """Most writes (threads, messages, runs, events) in one transaction."""
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    """SQLite's durability: NORMAL survives a process crash, FULL a power cut too."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreOptions:
         """The options configured by ``settings``."""
-        return cls(batch_ms=settings.store_batch_ms, batch_max=settings.store_batch_max)
+        return cls(
+            batch_ms=settings.store_batch_ms,
+            batch_max=settings.store_batch_max,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,28 @@ class Store(Protocol):
             LookupError: no thread ``thread_id`` exists.
         """
 
+    def queue_event(
+        self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
+    ) -> Awaitable[StoredEvent]:
+        """Queue the event now, in order with every other queued write; await it once.
+
+        Writes queued one after the other are committed in that order (often in
+        one transaction), so a run need not wait for each event's commit before
+        producing the next. Awaiting gives the stored event once it is committed,
+        or raises as :meth:`append_event` does; a payload that is not JSON raises
+        ``TypeError`` at once.
+        """
+
+    def queue_message(
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None = None,
+    ) -> Awaitable[Message]:
+        """Queue a message now, in order with every other queued write; await it once."""
+
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
@@ -113,6 +141,9 @@ class Store(Protocol):
 
     async def record_run(self, run: RunRecord) -> None:
         """Remember a run that starts now, as ``running`` on ``run.instance_id``."""
+
+    def queue_run(self, run: RunRecord) -> Awaitable[object]:
+        """Queue the record of a run that starts now, in order with every other queued write."""
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it exists and belongs to ``owner``, else None."""

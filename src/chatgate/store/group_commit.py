@@ -62,6 +62,16 @@ class GroupCommit(Generic[In, Out]):
             GroupCommitClosed: the batcher was closed.
             Exception: whatever ``write`` raised for this item's batch, or returned for it.
         """
+        return await self.enqueue(item)
+
+    def enqueue(self, item: In) -> asyncio.Future[Out]:
+        """Queue ``item`` now; the future gets its result once the batch holding it is committed.
+
+        Items are written, and their futures resolved, in the order they were queued.
+
+        Raises:
+            GroupCommitClosed: the batcher was closed.
+        """
         if self._closed:
             raise GroupCommitClosed
         loop = asyncio.get_running_loop()
@@ -71,7 +81,7 @@ class GroupCommit(Generic[In, Out]):
             self._full.set()
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush_all(), name="group-commit")
-        return await future
+        return future
 
     async def close(self) -> None:
         """Refuse new items and return once every pending item is written."""

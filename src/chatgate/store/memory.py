@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from typing import Any
 
 import orjson
@@ -104,6 +104,24 @@ class MemoryStore:
         log.append(event)
         return event
 
+    def queue_event(
+        self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
+    ) -> Awaitable[StoredEvent]:
+        """Store the event when awaited; a payload that is not JSON raises TypeError now."""
+        orjson.dumps(payload)
+        return self.append_event(thread_id, run_id, kind, payload)
+
+    def queue_message(
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None = None,
+    ) -> Awaitable[Message]:
+        """Store the message when awaited: nothing else writes in between in one process."""
+        return self.add_message(thread_id, role, content, run_id, message_id)
+
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
@@ -115,6 +133,10 @@ class MemoryStore:
         """Remember a running run."""
         # Built directly: dataclasses.replace costs ten times as much, twice per turn.
         self._runs[run.run_id] = RunRecord(run.run_id, run.thread_id, run.owner, run.instance_id)
+
+    def queue_run(self, run: RunRecord) -> Awaitable[None]:
+        """Remember the run when awaited."""
+        return self.record_run(run)
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""

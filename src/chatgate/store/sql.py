@@ -24,7 +24,7 @@ even when several processes write to one thread.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -54,7 +54,7 @@ from chatgate.store.batch import (
     Write,
     Written,
 )
-from chatgate.store.group_commit import GroupCommit, Observer
+from chatgate.store.group_commit import GroupCommit, GroupCommitClosed, Observer
 from chatgate.store.schema import (
     Timestamp,
     events,
@@ -134,11 +134,7 @@ class SQLStore(SQLLeases):
         Raises:
             LookupError: no thread ``thread_id`` exists.
         """
-        message = Message(
-            message_id or new_id("msg"), thread_id, role, content, run_id, timestamp()
-        )
-        await self._submit(NewMessage(message))
-        return message
+        return await self.queue_message(thread_id, role, content, run_id, message_id)
 
     async def list_messages(
         self, thread_id: str, limit: int | None = None, before: str | None = None
@@ -167,9 +163,57 @@ class SQLStore(SQLLeases):
         """
         # Encoded here, once: a payload that cannot be encoded fails its own
         # caller instead of the whole batch it would have joined.
+        return await self.queue_event(thread_id, run_id, kind, payload)
+
+    def queue_event(
+        self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
+    ) -> Awaitable[StoredEvent]:
+        """Queue the event for the next group commit now; await it for the stored event.
+
+        Raises:
+            TypeError: (at once) the payload cannot be encoded as JSON.
+            LookupError: (when awaited) no thread ``thread_id`` exists.
+            StoreUnavailable: (when awaited) the database does not answer.
+        """
+        # Encoded here, once: a payload that cannot be encoded fails its own
+        # caller, at once, instead of the whole batch it would have joined.
         encoded = orjson.dumps(payload).decode()
         new = NewEvent(thread_id, run_id, kind, payload, encoded, timestamp())
-        return cast("StoredEvent", await self._submit(new))
+        try:
+            queued = self._writes.enqueue(new)
+        except GroupCommitClosed as exc:
+            return self._failed(exc)
+        return cast("Awaitable[StoredEvent]", self._committed(queued))
+
+    def queue_message(
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None = None,
+    ) -> Awaitable[Message]:
+        """Queue a message for the next group commit now; await it for the stored message."""
+        message = Message(
+            message_id or new_id("msg"), thread_id, role, content, run_id, timestamp()
+        )
+        try:
+            queued = self._writes.enqueue(NewMessage(message))
+        except GroupCommitClosed as exc:
+            return self._failed(exc)
+        return self._message_committed(queued, message)
+
+    async def _committed(self, queued: Awaitable[Written]) -> Written:
+        with self._guard():
+            return await queued
+
+    async def _message_committed(self, queued: Awaitable[Written], message: Message) -> Message:
+        await self._committed(queued)
+        return message
+
+    async def _failed(self, exc: Exception) -> Any:
+        with self._guard():
+            raise exc
 
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
@@ -182,7 +226,15 @@ class SQLStore(SQLLeases):
 
     async def record_run(self, run: RunRecord) -> None:
         """Remember a running run; returns after the group commit holding it."""
-        await self._submit(NewRun(run, timestamp()))
+        await self.queue_run(run)
+
+    def queue_run(self, run: RunRecord) -> Awaitable[Written]:
+        """Queue the record of a run that starts now; await it once committed."""
+        try:
+            queued = self._writes.enqueue(NewRun(run, timestamp()))
+        except GroupCommitClosed as exc:
+            return self._failed(exc)
+        return self._committed(queued)
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""

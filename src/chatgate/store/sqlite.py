@@ -18,6 +18,7 @@ work runs where it costs least:
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -62,9 +63,6 @@ _CHANGE = (
 )
 _WRITER_PRAGMAS = (
     f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}",
-    # In WAL mode NORMAL loses no commit when the process dies (only on power
-    # loss or an OS crash), and saves an fsync per commit.
-    "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
 )
 _READER_PRAGMAS = (
@@ -114,7 +112,7 @@ def _engine(url: URL, configure: Callable[[Any, Any], None]) -> Engine:
     return engine
 
 
-def _configure_writer(dbapi_connection: Any, _record: Any) -> None:
+def _configure_writer(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
     # The driver's own transaction handling begins transactions only before
     # INSERT/UPDATE/DELETE, so DDL (migrations) would commit statement by
     # statement; the writer emits BEGIN itself instead (see _begin).
@@ -123,6 +121,9 @@ def _configure_writer(dbapi_connection: Any, _record: Any) -> None:
     try:
         for pragma in _WRITER_PRAGMAS:
             cursor.execute(pragma)
+        # In WAL mode NORMAL loses no commit when the process dies (only on power
+        # loss or an OS crash), and saves an fsync per commit; FULL loses none.
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         _enable_wal(cursor)
     finally:
         cursor.close()
@@ -178,7 +179,8 @@ class SQLiteStore(SQLStore):
     def __init__(self, url: str, options: StoreOptions | None = None) -> None:
         target = sqlite_url(url)
         self._reader = _engine(target, _configure_reader)
-        self._writer = _engine(target, _configure_writer)
+        synchronous = (options or StoreOptions()).sqlite_synchronous
+        self._writer = _engine(target, functools.partial(_configure_writer, synchronous))
         event.listen(self._writer, "begin", _begin)
         # Kept from one read to the next: a checkout and a return to the pool
         # cost as much as the query itself.
