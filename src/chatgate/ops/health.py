@@ -48,6 +48,8 @@ class HealthMonitor:
         self._misses: dict[str, int] = dict.fromkeys(probes, 0)
         self._checked = False
         self._task: asyncio.Task[None] | None = None
+        self.checks_run = 0
+        """How many times every dependency was probed (the background loop's pace)."""
 
     @property
     def failing(self) -> dict[str, str]:
@@ -70,6 +72,7 @@ class HealthMonitor:
         A dependency is marked down after ``failures_to_fail`` failed checks in
         a row (or at once by :meth:`report_failure`), and up at its first success.
         """
+        self.checks_run += 1
         results = await asyncio.gather(*(self._check_one(p) for p in self._probes.values()))
         outcome = dict(zip(self._probes, results, strict=True))
         for name, problem in outcome.items():
