@@ -24,6 +24,7 @@ from chatgate.chat.runs import event_frame
 from chatgate.client.events import TextAssembly
 from chatgate.closecodes import CLOSE_CODES, CloseCode
 from chatgate.settings import load_settings
+from chatgate.store.base import open_store
 from chatgate.transport.server import uvicorn_config
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
@@ -44,6 +45,14 @@ DEMO_RUN = [
 """The events of the demo agent's run for an arithmetic question such as "what is 6*7?"."""
 
 DELTA = "agent_text_delta"
+
+
+def greeting_run(text: str) -> list[str]:
+    """The events of the demo agent's run that answers ``text`` to a message without arithmetic.
+
+    The greeting streams one delta per word (with the space after it).
+    """
+    return ["agent_started", "agent_thinking", *[DELTA] * len(text.split()), "agent_completed"]
 
 
 class LocalAddress:
@@ -218,6 +227,7 @@ async def frames_until_close(ws: ClientConnection, code: CloseCode) -> list[dict
 # Streamed answers and resume (docs/protocol.md section 4, "Streamed text").
 
 Frame = dict[str, Any]
+_LOG_LIMIT = 10_000
 
 
 def answer_text(frames: list[Frame], run_id: str | None = None) -> str:
@@ -294,7 +304,20 @@ def assert_resumed(
     assert not missing, f"never arrived: {missing}"
 
 
-async def stored_log(server: Server, thread_id: str) -> list[Frame]:
-    """A thread's whole log, read from the server's store, as frames live delivery sends."""
-    events = await server.booted.gateway.store.events_after(thread_id, 0, 10_000)
+async def stored_log(source: Server | str, thread_id: str) -> list[Frame]:
+    """A thread's whole log as frames live delivery sends, every delta on its own.
+
+    ``source`` is a server of this process (its store is read) or the database
+    URL of a server in another process (a store of its own is opened on it).
+    """
+    if isinstance(source, Server):
+        events = await source.booted.gateway.store.events_after(thread_id, 0, _LOG_LIMIT)
+    else:
+        store = open_store(source)
+        await store.start()
+        try:
+            events = await store.events_after(thread_id, 0, _LOG_LIMIT)
+        finally:
+            await store.close()
+    assert len(events) < _LOG_LIMIT, "the log is longer than a test reads"
     return [json.loads(event_frame(event)) for event in events]

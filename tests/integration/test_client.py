@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 import chatgate.store.base
 from chatgate.backends import Backend
 from chatgate.client import (
-    AGENT_EVENT_TYPES,
     AuthMethod,
     Client,
     ConnectionLost,
@@ -30,15 +29,27 @@ from chatgate.client import (
     ReconnectFailed,
     ReconnectPolicy,
     RequestFailed,
+    RunStream,
     ServerClosed,
 )
 from chatgate.closecodes import Retry
 
 from faults import closed_port, drainable_server, tcp_proxy
-from support import running_server, sign_token, user_claims
+from support import (
+    DEMO_RUN,
+    Server,
+    assert_resumed,
+    established,
+    recv_until,
+    running_server,
+    sign_token,
+    stored_log,
+    user_claims,
+)
 
 OTHER_SECRET = "another-secret-0123456789abcdef-012345"
 QUESTION = "what is 6*7?"
+ANSWER = "6*7 = 42"
 
 
 def seeded(seed: int) -> random.Random:
@@ -61,9 +72,37 @@ def closes(server) -> dict[str, int]:
 
 
 def assert_one_whole_run(events: list[Event], first_id: int = 1) -> None:
-    assert [e.type for e in events] == list(AGENT_EVENT_TYPES)
-    assert [e.event_id for e in events] == list(range(first_id, first_id + 5))
+    assert [e.type for e in events] == DEMO_RUN
+    assert [e.event_id for e in events] == list(range(first_id, first_id + len(DEMO_RUN)))
     assert len({e.run_id for e in events}) == 1
+
+
+def frame_of(event: Event) -> dict[str, object]:
+    """The frame an event was read from, as the shared resume checks take it."""
+    return {
+        "type": event.type,
+        "event_id": event.event_id,
+        "thread_id": event.thread_id,
+        "run_id": event.run_id,
+        "ts": event.ts,
+        "payload": event.payload,
+    }
+
+
+async def assert_one_resumed_run(server: Server, run: RunStream, events: list[Event]) -> None:
+    """A run that lived through a reconnection: every event of its log once, in order.
+
+    The resume may merge deltas the client missed into one (its id skips), so
+    the events are checked against the thread's log in the server's store.
+    """
+    assert {e.run_id for e in events} == {run.run_id}
+    assert events[0].type == "agent_started"
+    assert [e.type for e in events].count("agent_completed") == 1
+    assert events[-1].type == "agent_completed"
+    log = await stored_log(server, run.thread_id)
+    assert [f["type"] for f in log] == DEMO_RUN
+    assert_resumed([frame_of(e) for e in events], log)
+    assert run.answer.text == events[-1].payload["text"] == ANSWER
 
 
 async def ping_through_reconnection(client: Client) -> dict[str, object]:
@@ -83,10 +122,13 @@ async def test_each_way_to_present_the_token_opens_a_session(auth: AuthMethod) -
         Client(server.ws_url, server.token("alice"), auth=auth) as client,
     ):
         assert client.established["user_id"] == "alice"
-        events = await client.ask(QUESTION)
+        run = await client.send_message(QUESTION)
+        events = await run.collect()
     assert_one_whole_run(events)
     assert events[3].payload["result"] == 42
-    assert "42" in events[4].payload["text"]
+    assert events[-1].payload["text"] == ANSWER
+    assert [e.payload["text"] for e in events[4:-1]] == ["6*7 ", "= ", "42"]
+    assert run.answer.text == ANSWER
 
 
 async def test_a_thread_continues_and_a_new_client_resumes_it() -> None:
@@ -97,12 +139,29 @@ async def test_a_thread_continues_and_a_new_client_resumes_it() -> None:
             thread_id = first[0].thread_id
             assert thread_id is not None
             second = await client.ask("what is 2+3?", thread_id)
-            assert client.last_event_id(thread_id) == 10
-        assert_one_whole_run(second, first_id=6)
+            assert client.last_event_id(thread_id) == 2 * len(DEMO_RUN)
+        assert_one_whole_run(second, first_id=len(DEMO_RUN) + 1)
         async with Client(server.ws_url, token) as later:
             replayed = await later.resume(thread_id, after_event_id=3)
-    assert [e.event_id for e in replayed] == list(range(4, 11))
-    assert [e.type for e in replayed][-1] == "agent_completed"
+            assert later.last_event_id(thread_id) == 2 * len(DEMO_RUN)
+        log = await stored_log(server, thread_id)
+    # Each answer's three deltas come merged into one, with the id of the last.
+    assert [(e.type, e.event_id) for e in replayed] == [
+        ("tool_completed", 4),
+        ("agent_text_delta", 7),
+        ("agent_completed", 8),
+        ("agent_started", 9),
+        ("agent_thinking", 10),
+        ("tool_executing", 11),
+        ("tool_completed", 12),
+        ("agent_text_delta", 15),
+        ("agent_completed", 16),
+    ]
+    assert_resumed([frame_of(e) for e in replayed], log, after=3)
+    assert [e.payload["text"] for e in replayed if e.type == "agent_text_delta"] == [
+        ANSWER,
+        "2+3 = 5",
+    ]
 
 
 async def test_4003_stops_at_once_and_raises_the_close() -> None:
@@ -164,10 +223,10 @@ async def test_4100_rate_limited_backs_off_reconnects_and_the_run_completes_once
             events = await run.collect()
             assert client.connection_id != first_connection
         assert closes(server)["4100"] == 1
+        await assert_one_resumed_run(server, run, events)
     assert refused.value.code == "rate_limited"
     assert isinstance(interrupted.value.cause, ServerClosed)
     assert interrupted.value.cause.slug == "rate_limited"
-    assert_one_whole_run(events)
     assert [(a.attempt, a.retry) for a in attempts] == [(0, Retry.BACKOFF)]
     assert isinstance(attempts[0].cause, ServerClosed)
     assert attempts[0].cause.code == 4100
@@ -190,11 +249,42 @@ async def test_a_dropped_connection_backs_off_and_the_run_resumes_where_it_was()
             events.append(event)
             if event.type == "agent_started":
                 proxy.drop_all()
-    assert_one_whole_run(events)
+        await assert_one_resumed_run(server, run, events)
     assert len(attempts) == 1
     assert isinstance(attempts[0].cause, ConnectionLost)
     assert attempts[0].retry is Retry.BACKOFF
     assert proxy.connections == 2
+
+
+async def test_an_answer_streamed_while_the_client_was_away_arrives_merged_and_ends_once() -> None:
+    async with (
+        running_server(demo_delay_ms=50) as server,
+        tcp_proxy(("127.0.0.1", server.port)) as proxy,
+        server.connect(server.token("alice")) as watcher,
+        Client(
+            proxy.ws_url, server.token("alice"), policy=fast_policy(max_attempts=None)
+        ) as client,
+    ):
+        await established(watcher)
+        run = await client.send_message(QUESTION)
+        events = []
+        async for event in run:
+            events.append(event)
+            if event.type == "agent_started":
+                # Away until the run is over, so the resume has the whole answer to merge;
+                # the merged delta's id skips, and the client must still release it and the end.
+                proxy.status = 503
+                proxy.drop_all()
+                await recv_until(watcher, "agent_completed")
+                proxy.status = None
+        await assert_one_resumed_run(server, run, events)
+        assert client.reconnects == 1
+    assert [(e.type, e.event_id) for e in events][-2:] == [
+        ("agent_text_delta", 7),
+        ("agent_completed", 8),
+    ]
+    assert events[-2].payload["offset"] == 0
+    assert events[-2].payload["text"] == ANSWER
 
 
 async def test_1012_from_a_draining_server_reconnects_at_once() -> None:

@@ -24,25 +24,24 @@ from chatgate.closecodes import CloseCode
 from processes import ServerProcess, server_process
 from redis_service import PASSWORD, RedisServer, own_redis_server
 from support import (
+    DEMO_RUN,
     RECV_TIMEOUT_S,
     SECRET,
+    answer_text,
+    assert_answers_assemble,
+    assert_resumed,
     established,
     expect_close,
+    greeting_run,
     recv_json,
     recv_until,
     send_json,
+    stored_log,
 )
 
 pytestmark = pytest.mark.integration
 
-RUN_TYPES = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-]
-GREETING_TYPES = ["agent_started", "agent_thinking", "agent_completed"]
+RUN_TYPES = DEMO_RUN
 POLL_S = 20.0
 """Bound of every poll below; the broker's reconnection backoff is capped at 5 s."""
 DELAY_MS = "600"
@@ -103,9 +102,10 @@ async def test_a_redis_outage_mid_run_refuses_new_sockets_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
     async with own_redis_server() as redis:
+        database_url = f"sqlite:///{tmp_path / 'store.db'}"
         variables = {
             "CHATGATE_JWT_SECRET": SECRET,
-            "CHATGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+            "CHATGATE_DATABASE_URL": database_url,
             "CHATGATE_BROKER_URL": redis.url,
             "CHATGATE_BROKER_KEY_PREFIX": f"t{secrets.token_hex(6)}",
             "CHATGATE_BROKER_TIMEOUT_S": "0.5",
@@ -118,8 +118,11 @@ async def test_a_redis_outage_mid_run_refuses_new_sockets_and_loses_nothing(
             ):
                 await established(watcher)
                 thread_id, run_id, seen = await _outage(server, redis, http, watcher)
+                await redis.start()
+                body = await poll(readiness(http, 200), "/readyz 200 after Redis came back")
+                assert body["failing"] == [], body
                 await _recovery(
-                    server, redis, http, watcher, thread_id=thread_id, run_id=run_id, seen=seen
+                    server, database_url, watcher, thread_id=thread_id, run_id=run_id, seen=seen
                 )
         assert PASSWORD not in server.output()
 
@@ -170,36 +173,43 @@ def _assistant_answered(http: httpx.AsyncClient, thread_id: str) -> Callable[[],
 
 async def _recovery(
     server: ServerProcess,
-    redis: RedisServer,
-    http: httpx.AsyncClient,
+    database_url: str,
     watcher: ClientConnection,
     *,
     thread_id: str,
     run_id: str,
     seen: list[dict[str, Any]],
 ) -> None:
-    """Redis back on the same port: ready again by itself, and the run can be read whole."""
-    await redis.start()
-    body = await poll(readiness(http, 200), "/readyz 200 after Redis came back")
-    assert body["failing"] == [], body
-
+    """Redis is back and the gateway ready again: the run can be read whole, live is back."""
     async with socket_to(server) as fresh:
         await established(fresh)
         await send_json(fresh, {"type": "resume", "thread_id": thread_id, "after_event_id": 0})
         frames = await recv_until(fresh, "resume_complete")
-        assert frames[-1]["payload"]["last_event_id"] == 5, frames[-1]
+        assert frames[-1]["payload"]["last_event_id"] == len(RUN_TYPES), frames[-1]
         events = frames[:-1]
-        assert [f["type"] for f in events] == RUN_TYPES, events
-        assert [f["event_id"] for f in events] == [1, 2, 3, 4, 5]
+        # The answer's three deltas come merged into one, with the id of the last.
+        assert [(f["type"], f["event_id"]) for f in events] == [
+            ("agent_started", 1),
+            ("agent_thinking", 2),
+            ("tool_executing", 3),
+            ("tool_completed", 4),
+            ("agent_text_delta", 7),
+            ("agent_completed", 8),
+        ]
+        log = await stored_log(database_url, thread_id)
+        assert [f["type"] for f in log] == RUN_TYPES, log
+        assert_resumed(events, log)
         assert_events_of_run(events, thread_id, run_id)
         assert events[3]["payload"]["result"] == 42
-        assert events[4]["payload"]["status"] == "completed"
+        assert events[-1]["payload"]["status"] == "completed"
+        assert answer_text(events) == events[-1]["payload"]["text"] == "6*7 = 42"
 
         # The socket open through the outage: a resume returns exactly what it missed.
+        assert seen == log[: len(seen)]
         await send_json(watcher, {"type": "resume", "thread_id": thread_id, "after_event_id": 0})
         missed = await recv_until(watcher, "resume_complete")
-        assert missed[:-1] == events[len(seen) :], missed
-        assert seen == events[: len(seen)]
+        assert_resumed(missed, log, had={f["event_id"] for f in seen})
+        assert_answers_assemble(seen + missed[:-1])
 
         # Live delivery is back for both sockets, the one from before the outage included.
         await send_json(
@@ -207,7 +217,12 @@ async def _recovery(
             {"type": "user_message", "id": "m2", "thread_id": thread_id, "payload": {"text": "hi"}},
         )
         assert (await recv_json(fresh))["type"] == "message_ack"
-        for ws in (fresh, watcher):
-            live = await recv_until(ws, "agent_completed", "agent_error")
-            assert [f["type"] for f in live] == GREETING_TYPES, live
-            assert [f["event_id"] for f in live] == [6, 7, 8]
+        greetings = [
+            await recv_until(ws, "agent_completed", "agent_error") for ws in (fresh, watcher)
+        ]
+        live = greetings[0]
+        assert greetings[1] == live
+        assert [f["type"] for f in live] == greeting_run(live[-1]["payload"]["text"]), live
+        first = len(RUN_TYPES) + 1
+        assert [f["event_id"] for f in live] == list(range(first, first + len(live)))
+        assert_answers_assemble(live)

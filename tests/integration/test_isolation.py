@@ -7,18 +7,20 @@ import contextlib
 import json
 from typing import Any
 
-from support import established, recv_json, recv_until, running_server, send_json
+from support import (
+    DEMO_RUN,
+    assert_answers_assemble,
+    established,
+    recv_json,
+    recv_until,
+    running_server,
+    send_json,
+)
 
 # Names no random id will contain, so a foreign frame is found by searching for them.
 ALICE = "alice-isolation"
 BOB = "bob-isolation"
-AGENT_EVENTS = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-]
+AGENT_EVENTS = DEMO_RUN
 
 
 async def _flush(ws: Any, ping_id: str) -> list[dict[str, Any]]:
@@ -45,6 +47,7 @@ async def test_both_sockets_of_a_user_see_a_run_started_on_either() -> None:
                 sent = await recv_until(sender, "agent_completed")
                 seen = await recv_until(watcher, "agent_completed")
                 assert [f["type"] for f in sent] == ["message_ack", *AGENT_EVENTS]
+                assert_answers_assemble(sent)
                 # The ack answers the sender only; the events go to every socket of the user.
                 assert seen == sent[1:]
             for ws, ping_id in ((one, "p1"), (two, "p2")):
@@ -131,8 +134,9 @@ def _assert_only_own(
             assert foreign_user not in json.dumps(frame), (observer.user, frame)
         event_ids = [(f["thread_id"], f["event_id"]) for f in rest if f["event_id"] is not None]
         assert len(event_ids) == len(set(event_ids))
-        # Each socket saw its user's three runs whole.
+        # Each socket saw its user's three runs whole, every answer's deltas included.
         assert sum(f["type"] == "agent_completed" for f in rest) == 3
+        assert_answers_assemble(rest)
 
 
 async def test_a_user_with_no_activity_receives_nothing_while_another_chats() -> None:

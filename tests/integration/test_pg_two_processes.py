@@ -2,7 +2,8 @@
 
 Each process allocates event ids in the database, so the thread's log holds
 every event of every run exactly once, numbered 1..N without a gap, and each
-run's events in their order.
+run's events in their order; a resume returns that log with each answer's
+consecutive deltas merged.
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ from chatgate.auth.minting import mint_token
 
 from databases import postgres_schema
 from processes import ServerProcess, server_process
-from support import SECRET, recv_json, recv_until, send_json
+from support import (
+    DEMO_RUN,
+    SECRET,
+    assert_answers_assemble,
+    assert_resumed,
+    greeting_run,
+    recv_json,
+    recv_until,
+    send_json,
+    stored_log,
+)
 
 pytestmark = pytest.mark.integration
 
 SOCKETS_PER_PROCESS = 3
 RUNS_PER_SOCKET = 4
-RUN_EVENTS = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-]
+RUN_EVENTS = DEMO_RUN
 
 
 def socket_to(server: ServerProcess, token: str) -> Any:
@@ -94,11 +99,15 @@ async def test_two_processes_number_one_thread_without_gaps(tmp_path: Path) -> N
                 for n in range(SOCKETS_PER_PROCESS)
             ]
             runs = await asyncio.gather(*writers)
-            log = await read_log(two, token, thread_id)
+            resumed = await read_log(two, token, thread_id)
+        log = await stored_log(url, thread_id)
 
     runs_total = 2 * SOCKETS_PER_PROCESS * RUNS_PER_SOCKET
+    greeting = first[1:]
+    assert [f["type"] for f in greeting] == greeting_run(greeting[-1]["payload"]["text"])
     assert [e["event_id"] for e in log] == list(range(1, len(log) + 1))
-    assert len(log) == 3 + runs_total * len(RUN_EVENTS)
+    assert len(log) == len(greeting) + runs_total * len(RUN_EVENTS)
+    assert log[: len(greeting)] == greeting
     by_run: dict[str, list[dict[str, Any]]] = {}
     for event in log:
         by_run.setdefault(event["run_id"], []).append(event)
@@ -107,3 +116,7 @@ async def test_two_processes_number_one_thread_without_gaps(tmp_path: Path) -> N
     assert set(by_run) == started | {first[0]["run_id"]}
     for run_id in started:
         assert [e["type"] for e in by_run[run_id]] == RUN_EVENTS, run_id
+    assert_answers_assemble(log)
+    # What a socket that had nothing reads back: the same log, deltas merged.
+    assert_resumed(resumed, log)
+    assert sum(f["type"] == "agent_completed" for f in resumed) == runs_total + 1

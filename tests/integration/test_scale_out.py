@@ -21,8 +21,11 @@ from databases import postgres_schema
 from processes import ServerProcess, server_process
 from redis_service import require_redis
 from support import (
+    DEMO_RUN,
     RECV_TIMEOUT_S,
     SECRET,
+    assert_answers_assemble,
+    assert_resumed,
     established,
     expect_close,
     recv_json,
@@ -32,13 +35,7 @@ from support import (
 
 pytestmark = pytest.mark.integration
 
-RUN_TYPES = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-]
+RUN_TYPES = DEMO_RUN
 
 
 @contextlib.asynccontextmanager
@@ -99,16 +96,20 @@ async def test_a_run_on_either_instance_reaches_the_users_sockets_on_both_and_no
             ack = await recv_json(origin)
             assert ack["type"] == "message_ack"
             thread_id = ack["payload"]["thread_id"]
-            for ws in (origin, other):
-                frames = await run_frames(ws, thread_id)
-                assert [f["type"] for f in frames] == RUN_TYPES
-                assert [f["event_id"] for f in frames] == [1, 2, 3, 4, 5]
-                assert frames[3]["payload"]["result"] == 42
+            sent, seen = [await run_frames(ws, thread_id) for ws in (origin, other)]
+            # The same frames reach the socket on the other instance, through Redis.
+            assert seen == sent
+            assert [f["type"] for f in sent] == RUN_TYPES
+            assert [f["event_id"] for f in sent] == list(range(1, len(RUN_TYPES) + 1))
+            assert sent[3]["payload"]["result"] == 42
+            assert_answers_assemble(sent)
+            assert sent[-1]["payload"]["text"] == "6*7 = 42"
         assert await barrier(bob_b) == []
 
 
 async def test_resume_on_b_returns_a_run_that_executes_on_a(tmp_path: Path) -> None:
-    async with two_instances(tmp_path) as (a, b):
+    async with two_instances(tmp_path) as (a, b), socket_to(a, "alice") as watcher:
+        await established(watcher)
         async with socket_to(a, "alice") as on_a:
             await established(on_a)
             await send_json(
@@ -125,9 +126,16 @@ async def test_resume_on_b_returns_a_run_that_executes_on_a(tmp_path: Path) -> N
             if not any(f["type"] == "agent_completed" for f in frames):
                 # The run is still going on A: its remaining events arrive live.
                 frames += await recv_until(on_b, "agent_completed")
-        events = [f for f in frames if f["type"] in RUN_TYPES]
-        assert [f["type"] for f in events] == RUN_TYPES[1:]
-        assert [f["event_id"] for f in events] == [2, 3, 4, 5]
+            assert await barrier(on_b) == []
+        # Another socket on A got the run live: every event, each on its own.
+        log = await run_frames(watcher, thread_id)
+    assert [f["type"] for f in log] == RUN_TYPES
+    assert log[0] == started
+    assert all(f["type"] in {*RUN_TYPES, "resume_complete"} for f in frames), frames
+    assert_resumed(frames, log, after=1)
+    assert_answers_assemble([started, *frames])
+    (completed,) = [f for f in frames if f["type"] == "agent_completed"]
+    assert completed["payload"]["text"] == "2+3 = 5"
 
 
 async def test_cancel_on_b_stops_a_run_executing_on_a(tmp_path: Path) -> None:
