@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     send_queue_bytes: PositiveInt = 1024 * 1024
     max_invalid_frames: PositiveInt = 10
     max_runs_per_connection: PositiveInt = 4
+    # Across all of a user's sockets, and instances when the broker is shared.
+    max_runs_per_user: PositiveInt = 8
     token_expiry_warning_s: Annotated[float, Field(ge=0)] = 60.0
     allowed_origins: str | None = None
     # Host header values served (comma-separated, "*" any); unset: see chatgate.transport.origins.

@@ -539,3 +539,31 @@ async def test_sqlite_waits_for_another_process_without_stopping_the_loop(
     assert await read == thread
     created = await write
     assert await store.get_thread("alice", created.id) == created
+
+
+async def test_running_runs_are_counted_per_owner_on_other_instances(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    for run_id, owner, instance in [
+        ("run_1", "alice", "a"),
+        ("run_2", "alice", "b"),
+        ("run_3", "alice", "b"),
+        ("run_4", "bob", "b"),
+    ]:
+        await store.record_run(RunRecord(run_id, thread.id, owner, instance))
+    await store.finish_run("run_3", "completed")
+    assert await store.count_running_runs("alice", "a") == 1
+    assert await store.count_running_runs("alice", "b") == 1
+    assert await store.count_running_runs("alice", "c") == 2
+    assert await store.count_running_runs("carol", "a") == 0
+
+
+async def test_queued_writes_commit_in_the_order_they_were_queued(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    queued = [store.queue_event(thread.id, "run_1", "agent_thinking", {"n": i}) for i in range(5)]
+    answer = store.queue_message(thread.id, "assistant", "done", "run_1", "msg_done")
+    done = store.queue_event(thread.id, "run_1", "agent_completed", {"text": "done"})
+    ids = [(await q).event_id for q in queued]
+    assert (await answer).id == "msg_done"
+    assert (await done).event_id == ids[-1] + 1
+    assert ids == list(range(1, 6))
+    assert [m.id for m in await store.list_messages(thread.id)] == ["msg_done"]

@@ -37,7 +37,6 @@ log = get_logger("chatgate.chat.runs")
 _FAILURE_MESSAGE_CHARS = 300
 # Pauses before each further look for a run's record (about 0.4 s in all):
 # far longer than a group commit takes, short enough for a run_not_found answer.
-_RECORD_PAUSES_S = (0.01, 0.02, 0.05, 0.1, 0.2)
 INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"
 
 
@@ -98,6 +97,7 @@ class RunManager:
         self._agent = agent
         self._runs: dict[str, Run] = {}
         self._per_connection: Counter[str] = Counter()
+        self._per_user: Counter[str] = Counter()
         self._publishers: dict[str, ThreadPublisher] = {}
         self._stopping = False
         self._takes_context = _takes_context(agent.agent)
@@ -112,6 +112,20 @@ class RunManager:
         """How many runs started from ``connection_id`` are still going."""
         return self._per_connection[connection_id]
 
+    async def user_in_flight(self, user_id: str) -> int:
+        """How many runs of ``user_id`` are going: here, and on the other instances.
+
+        With a broker shared by several instances the store says how many of the
+        user's runs the others are running; a lone instance knows all of its own.
+
+        Raises:
+            StoreUnavailable: the store does not answer.
+        """
+        here = self._per_user[user_id]
+        if self._broker.kind == "memory":
+            return here
+        return here + await self._store.count_running_runs(user_id, self.instance_id)
+
     def start(
         self,
         *,
@@ -124,31 +138,31 @@ class RunManager:
         message_id: str = "",
         claims: Mapping[str, Any] | None = None,
         received_at: float = 0.0,
+        recorded: bool = False,
     ) -> Run:
         """Start a run in the background and return it.
 
         ``message_id`` is the user message that started the run; it and the
         verified ``claims`` reach an agent that accepts a ``context``.
         ``received_at`` (``time.perf_counter()`` when the message arrived) times
-        the run's first event.
+        the run's first event. ``recorded``: the caller already stored the run's
+        record (``Store.queue_run``); otherwise the run stores it first.
         """
         run = Run(run_id, thread_id, user_id, connection_id, received_at=received_at)
         self._runs[run_id] = run
         self._per_connection[connection_id] += 1
+        self._per_user[user_id] += 1
         context = RunContext(user_id, thread_id, run_id, message_id, claims or {})
         run.task = asyncio.create_task(
-            self._execute(run, list(history), text, context), name=run_id
+            self._execute(run, list(history), text, context, recorded=recorded), name=run_id
         )
         run.task.add_done_callback(lambda _: self._forget(run))
         return run
 
     def _forget(self, run: Run) -> None:
         self._runs.pop(run.run_id, None)
-        left = self._per_connection[run.connection_id] - 1
-        if left > 0:
-            self._per_connection[run.connection_id] = left
-        else:
-            del self._per_connection[run.connection_id]
+        _release(self._per_connection, run.connection_id)
+        _release(self._per_user, run.user_id)
 
     def cancel(self, user_id: str, run_id: str) -> bool:
         """Ask the user's run to stop; False when no such run of this user is going."""
@@ -170,28 +184,13 @@ class RunManager:
         """
         if self.cancel(user_id, run_id):
             return True
+        # The record is committed before the run's ack is sent (see ChatService):
+        # a cancel the client sends after the ack finds it.
         record = await self._store.get_run(user_id, run_id)
-        if record is None:
-            record = await self._recorded_soon(user_id, run_id)
         if record is None or record.status != "running":
             return False
         await self._broker.publish_control({"op": "cancel", "user_id": user_id, "run_id": run_id})
         return True
-
-    async def _recorded_soon(self, user_id: str, run_id: str) -> RunRecord | None:
-        """The run's record, looked for a little longer than another instance's group commit.
-
-        A run acknowledged a moment ago on another instance is recorded by
-        that instance's next group commit, after the client may already have
-        sent ``cancel`` here: without a second look the cancel would be
-        answered ``run_not_found`` and lost.
-        """
-        for pause in _RECORD_PAUSES_S:
-            await asyncio.sleep(pause)
-            record = await self._store.get_run(user_id, run_id)
-            if record is not None:
-                return record
-        return None
 
     def on_control(self, message: dict[str, Any]) -> None:
         """Act on a control message from any instance (only ``cancel`` so far)."""
@@ -283,12 +282,20 @@ class RunManager:
             run.awaiting_agent = False
 
     async def _execute(
-        self, run: Run, history: list[HistoryEntry], text: str, context: RunContext
+        self,
+        run: Run,
+        history: list[HistoryEntry],
+        text: str,
+        context: RunContext,
+        *,
+        recorded: bool,
     ) -> None:
-        record = RunRecord(run.run_id, run.thread_id, run.user_id, self.instance_id)
         try:
-            # Queued with the first events: they share one commit.
-            self._publisher(run.thread_id).push(run, self._store.queue_run(record), publish=False)
+            if not recorded:
+                # Queued with the first events: they share one commit.
+                record = RunRecord(run.run_id, run.thread_id, run.user_id, self.instance_id)
+                queued = self._store.queue_run(record)
+                self._publisher(run.thread_id).push(run, queued, publish=False)
             await self.emit(run, "agent_started", {"agent": self._agent.name})
             status = await self._outcome(run, history, text, context)
             await self._settle(run)
@@ -395,3 +402,12 @@ def _takes_context(agent: object) -> bool:
     return "context" in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )
+
+
+def _release(counts: Counter[str], key: str) -> None:
+    """Count one run fewer under ``key``, forgetting keys at zero (the counters stay small)."""
+    left = counts[key] - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        del counts[key]

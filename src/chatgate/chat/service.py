@@ -20,7 +20,7 @@ from chatgate.chat.runs import RunManager
 from chatgate.chat.seen import SeenRanges
 from chatgate.chat.session import Session
 from chatgate.logs import correlation_id
-from chatgate.models import Delivery, new_id
+from chatgate.models import Delivery, RunRecord, new_id
 from chatgate.ops.metrics import Metrics
 from chatgate.protocol import (
     Auth,
@@ -141,6 +141,9 @@ class ChatService:
                 ErrorCode.RATE_LIMITED, "too many runs in flight on this connection", message.id
             )
             return
+        if await self._runs.user_in_flight(session.user_id) >= self._settings.max_runs_per_user:
+            self.error(ErrorCode.RATE_LIMITED, "too many runs in flight for this user", message.id)
+            return
         if message.thread_id is None:
             thread = await store.create_thread(session.user_id, message.text[:_TITLE_CHARS])
         else:
@@ -152,7 +155,14 @@ class ChatService:
         recent = await store.list_messages(thread.id, limit=self._settings.history_messages)
         history = [{"role": m.role, "content": m.content} for m in recent]
         run_id = new_id("run")
-        stored = await store.add_message(thread.id, "user", message.text, run_id)
+        # The message and the run's record share one commit, and both are in
+        # the store before the ack: another instance can cancel the run at once.
+        queued = store.queue_message(thread.id, "user", message.text, run_id)
+        recorded = store.queue_run(
+            RunRecord(run_id, thread.id, session.user_id, self._runs.instance_id)
+        )
+        stored = await queued
+        await recorded
         self._reply(
             "message_ack",
             {
@@ -174,6 +184,7 @@ class ChatService:
             message_id=stored.id,
             claims=session.claims,
             received_at=received_at,
+            recorded=True,
         )
         if self._record is not None:
             self._record.runs += 1

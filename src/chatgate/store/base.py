@@ -148,6 +148,9 @@ class Store(Protocol):
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it exists and belongs to ``owner``, else None."""
 
+    async def count_running_runs(self, owner: str, other_than_instance: str) -> int:
+        """How many of ``owner``'s runs are running on instances other than the one named."""
+
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``; a run no longer running is left alone."""
 

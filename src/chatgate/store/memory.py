@@ -143,6 +143,16 @@ class MemoryStore:
         run = self._runs.get(run_id)
         return run if run is not None and run.owner == owner else None
 
+    async def count_running_runs(self, owner: str, other_than_instance: str) -> int:
+        """How many of ``owner``'s runs are running on other instances."""
+        return sum(
+            1
+            for run in self._runs.values()
+            if run.owner == owner
+            and run.status == "running"
+            and run.instance_id != other_than_instance
+        )
+
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended."""
         run = self._runs.get(run_id)

@@ -244,6 +244,11 @@ class SQLStore(SQLLeases):
         row = rows[0]
         return RunRecord(row.run_id, row.thread_id, row.owner, row.instance_id, status=row.status)
 
+    async def count_running_runs(self, owner: str, other_than_instance: str) -> int:
+        """How many of ``owner``'s runs are running on other instances."""
+        rows = await self._read(_COUNT_RUNNING, {"owner": owner, "instance": other_than_instance})
+        return int(rows[0][0])
+
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``; returns after the group commit."""
         await self._submit(EndedRun(run_id, status, timestamp()))
@@ -455,6 +460,13 @@ _EVENTS_AFTER = (
 _GET_RUN = select(
     runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id, runs.c.status
 ).where(runs.c.run_id == bindparam("run"), runs.c.owner == bindparam("owner"))
+
+# Running runs are few, and (status, instance_id) is indexed.
+_COUNT_RUNNING = select(func.count()).where(
+    runs.c.status == "running",
+    runs.c.owner == bindparam("owner"),
+    runs.c.instance_id != bindparam("instance"),
+)
 
 _END_RUN = (
     update(runs)
