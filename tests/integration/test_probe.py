@@ -25,7 +25,7 @@ from faults import (
     silent_listener,
     tcp_proxy,
 )
-from support import E2E_KEY, running_server
+from support import DEMO_RUN, E2E_KEY, running_server
 
 OTHER_SECRET = "another-secret-0123456789abcdef-012345"
 
@@ -69,13 +69,14 @@ async def test_a_healthy_server_passes_all_five_scenarios(tmp_path: Path) -> Non
         "enabled": True,
         "test_token_accepted": True,
     }
-    assert scenario(report, "chat_round_trip")["details"]["events"] == [
-        "agent_started",
-        "agent_thinking",
-        "tool_executing",
-        "tool_completed",
-        "agent_completed",
-    ]
+    assert scenario(report, "chat_round_trip")["details"]["events"] == DEMO_RUN
+    # Left after agent_started: the rest of the run, each event once, the deltas maybe merged.
+    resumed = scenario(report, "resume")["details"]
+    assert resumed["after_event_id"] == 1
+    ids = resumed["event_ids"]
+    assert ids == sorted(set(ids)), ids
+    assert ids[:3] == [2, 3, 4], ids
+    assert ids[-1] == len(DEMO_RUN), ids
     assert text.splitlines()[-1] == "5 passed, 0 failed"
 
 

@@ -177,12 +177,14 @@ async def resume(ctx: ProbeContext, state: ProbeState) -> str:
         raise Skip(NO_CREDENTIAL)
     thread_id, after, events = await dialogue.leave_and_resume(ctx, token)
     verify.resumed(events, after)
+    # The socket left at agent_started, before any text: the resume carries the whole answer.
+    verify.streamed_text(events)
     state.details["resume"] = {
         "thread_id": thread_id,
         "after_event_id": after,
         "event_ids": [event.get("event_id") for event in events],
     }
-    return f"left after event {after}; the resume gave events {after + 1}..{after + len(events)}"
+    return f"left after event {after}; the resume gave events {verify.id_span(events)}"
 
 
 Scenario = Callable[[ProbeContext, ProbeState], Awaitable[str]]

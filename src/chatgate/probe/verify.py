@@ -93,7 +93,7 @@ def resumed(events: list[Frame], after_event_id: int) -> None:
     """
     ids = [event.get("event_id") for event in events]
     ended = bool(events) and events[-1].get("type") in RUN_END_TYPES
-    if not _dense_but_for_merged_deltas(events, after_event_id):
+    if not _rising_but_for_merged_deltas(events, after_event_id):
         raise fail(
             "resume_incomplete",
             f"after event {after_event_id} the resume and live delivery gave ids {ids}",
@@ -105,20 +105,33 @@ def resumed(events: list[Frame], after_event_id: int) -> None:
         )
 
 
-def _dense_but_for_merged_deltas(events: list[Frame], after_event_id: int) -> bool:
-    numbered = sorted(
-        (event["event_id"], event.get("type"))
-        for event in events
-        if isinstance(event.get("event_id"), int)
-    )
-    if len(numbered) != len(events) or len({i for i, _ in numbered}) != len(numbered):
-        return False
+def _rising_but_for_merged_deltas(events: list[Frame], after_event_id: int) -> bool:
+    """Whether ids rise by one in arrival order, skipping only up to a (merged) delta.
+
+    Arrival order counts: the contract sends a thread's events in ``event_id``
+    order, whether they come live or through the resume.
+    """
     previous = after_event_id
-    for event_id, kind in numbered:
-        if event_id != previous + 1 and not (event_id > previous and kind == TEXT_DELTA):
+    for event in events:
+        event_id = event.get("event_id")
+        if not isinstance(event_id, int) or isinstance(event_id, bool) or event_id <= previous:
+            return False
+        if event_id != previous + 1 and event.get("type") != TEXT_DELTA:
             return False
         previous = event_id
     return True
+
+
+def id_span(events: list[Frame]) -> str:
+    """The ids of ``events`` for a summary: ``first..last``, and the frame count when ids skip."""
+    ids = [event.get("event_id") for event in events]
+    if not ids:
+        return "no events"
+    span = f"{ids[0]}..{ids[-1]}"
+    first, last = ids[0], ids[-1]
+    if isinstance(first, int) and isinstance(last, int) and last - first + 1 != len(ids):
+        return f"{span} in {len(ids)} frames (text deltas merged)"
+    return span
 
 
 def streamed_text(events: list[Frame]) -> None:

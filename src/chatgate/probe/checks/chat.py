@@ -116,6 +116,7 @@ async def thread_continuity(run: CheckRun) -> str:
         second_thread, second_run = dialogue.ack_ids(second_ack)
         second = await dialogue.run_events(wire, second_run)
     verify.five_events(second)
+    verify.streamed_text(second)
     if second_thread != thread_id:
         raise fail("missing_ids", f"the second message went to {second_thread}, not {thread_id}")
     ids = [event.get("event_id") for event in first + second]
@@ -129,4 +130,6 @@ async def resume(run: CheckRun) -> str:
     """P1-15: disconnected after ``agent_started``, a resume returns every missed event once."""
     thread_id, after, events = await dialogue.leave_and_resume(run.ctx, run.token())
     verify.resumed(events, after)
-    return f"left {thread_id} after event {after}; resumed {after + 1}..{after + len(events)}"
+    # The socket left at agent_started, before any text: the resume carries the whole answer.
+    verify.streamed_text(events)
+    return f"left {thread_id} after event {after}; resumed {verify.id_span(events)}"

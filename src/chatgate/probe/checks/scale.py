@@ -113,6 +113,7 @@ async def concurrency(run: CheckRun) -> str:
         await _close_all(wires)
     for _, events in trips:
         verify.five_events(events)
+        verify.streamed_text(events)
     took = time.monotonic() - started
     return f"{CONCURRENT_SOCKETS} sockets completed a round trip in {took * 1000:.0f} ms"
 
