@@ -9,7 +9,7 @@ export interface CloseRow {
   readonly retry: Retry;
 }
 
-/** The close-code table of PROTOCOL.md section 5. */
+/** The close-code table of docs/protocol.md section 5. */
 export const CLOSE_CODES: Readonly<Record<number, CloseRow>>;
 
 /** Why a socket closed, in words, and what the client does about it. */
@@ -64,7 +64,7 @@ export class ThreadCursor {
 }
 
 export class ChatgateError extends Error {
-  /** An error code of PROTOCOL.md section 4, or "timeout", "interrupted", "message_not_confirmed", or a close slug. */
+  /** An error code of docs/protocol.md section 4, or "timeout", "interrupted", "message_not_confirmed", or a close slug. */
   code: string;
   correlationId: string | null;
   close: CloseExplanation | null;

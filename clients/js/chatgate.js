@@ -1,15 +1,16 @@
 // chatgate client for browsers and node 20+: one chat session kept alive over as many
 // sockets as it takes. No dependency, no build step: an ES module.
 //
-// The wire contract is PROTOCOL.md (sections 2, 4 and 5). What this module does for you:
+// The wire contract is docs/protocol.md (sections 2, 4 and 5). What this module does for you:
 // authenticates with the subprotocols ["chatgate.v1", "bearer.<jwt>"]; delivers each
 // thread's events once and in event_id order across reconnections; assembles streamed
 // answer text by code-point offset; reconnects as the close-code table says and resumes
 // every thread it follows; refreshes the token when the server warns that it expires.
 
-/** The close-code table of PROTOCOL.md section 5, as chatgate.closecodes has it. */
+/** The close-code table of docs/protocol.md section 5, as chatgate.closecodes has it. */
 export const CLOSE_CODES = Object.freeze({
   1000: row("normal", "the connection ended normally", "nothing", "never"),
+  1007: row("invalid_payload", "a text frame that is not valid UTF-8", "fix the client", "never"),
   1009: row("message_too_big", "a frame exceeded the maximum message size",
     "do not resend that message", "never"),
   1011: row("internal_error",

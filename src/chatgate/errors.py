@@ -3,7 +3,8 @@
 The tree::
 
     ChatgateError
-    ├── ConfigError            bad configuration; stops the process at boot (exit 2)
+    ├── ConfigError            bad configuration; stops the process at boot (exit 2; exit 3
+    │                          when a PostgreSQL server refuses the database or role)
     ├── CloseConnection        a socket must close with a code of the table
     │   ├── AuthError          a credential was missing or rejected (4001, 4003, 4004, 4005)
     │   └── SessionInvalid     no session could be built from verified claims (4007)

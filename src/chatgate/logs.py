@@ -25,6 +25,11 @@ import structlog
 # of a megabyte of them.
 _BEARER = re.compile(r"(?i:bearer)[ .]+[^\s,;\"']+")
 _JWT_CANDIDATE = re.compile(r"eyJ[A-Za-z0-9_.-]*")
+# A request line logged verbatim (websockets at DEBUG) may carry a credential in
+# its query, which the gateway never reads but must not write down either.
+_QUERY_CREDENTIAL = re.compile(
+    r"(?i)([?&](?:token|access_token|id_token|jwt|auth|api_key|key)=)[^&\s#\"']*"
+)
 REDACTED = "[redacted]"
 
 
@@ -59,6 +64,7 @@ def redact(text: str) -> str:
     """``text`` with every token-shaped or bearer credential replaced."""
     # A redacted bearer value leaves "[redacted]", which starts no JWT; a JWT
     # left after a "bearer " would have been that bearer's value.
+    text = _QUERY_CREDENTIAL.sub(rf"\g<1>{REDACTED}", text)
     return _JWT_CANDIDATE.sub(_replace_jwt, _BEARER.sub(REDACTED, text))
 
 

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    # Deployment tier (PROTOCOL.md section 3); read only by chatgate.tiers.
+    # Deployment tier (docs/protocol.md section 3); read only by chatgate.tiers.
     environment: str | None = Field(default=None, validation_alias="ENVIRONMENT")
     google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
     k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwks_cache_s: PositiveFloat = 300.0
 
-    # Limits (PROTOCOL.md section 6).
+    # Limits (docs/protocol.md section 6).
     auth_timeout_s: PositiveFloat = 5.0
     max_message_bytes: PositiveInt = 65536
     rate_limit_messages: PositiveInt = 20
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # Host header values served (comma-separated, "*" any); unset: see chatgate.transport.origins.
     allowed_hosts: str | None = None
 
-    # Transport limits (PROTOCOL.md section 6, v1.1).
+    # Transport limits (docs/protocol.md section 6, v1.1).
     max_header_bytes: Annotated[int, Field(ge=1024)] = 16384
     handshake_timeout_s: PositiveFloat = 5.0
     max_connections: PositiveInt = 10_000
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     demo_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     # The most recent messages of a thread an agent gets as its history.
     history_messages: Annotated[int, Field(ge=0, le=10_000)] = 100
-    # The openai agent (PROTOCOL.md section 7); the two aliases are the names
+    # The openai agent (docs/protocol.md section 7); the two aliases are the names
     # the openai package and every OpenAI-compatible tool already read.
     openai_model: str | None = None
     openai_system_prompt: str | None = None
@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     store_batch_max: PositiveInt = 256
     # NORMAL survives a process crash; FULL also a power cut, at an fsync per commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # memory:// keeps this many threads, forgetting the one touched longest ago.
+    memory_threads: PositiveInt = 10_000
     # Empty: "<hostname>:<port>", the same when this instance restarts (chatgate.chat.recovery).
     instance_id: Annotated[str, Field(max_length=255)] = ""
     instance_heartbeat_s: PositiveFloat = 5.0

@@ -1,4 +1,4 @@
-"""Loading the agent named by CHATGATE_AGENT (PROTOCOL.md section 7)."""
+"""Loading the agent named by CHATGATE_AGENT (docs/protocol.md section 7)."""
 
 from __future__ import annotations
 

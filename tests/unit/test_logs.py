@@ -101,3 +101,9 @@ def test_a_token_inside_a_megabyte_line_is_redacted() -> None:
     redacted = redact(line)
     assert TOKEN not in redacted
     assert redacted.count(REDACTED) == 1
+
+
+@pytest.mark.parametrize("key", ["token", "access_token", "id_token", "jwt", "auth", "api_key"])
+def test_a_credential_in_a_logged_query_string_is_redacted(key: str) -> None:
+    line = f"< GET /ws?x=1&{key}=opaque-value-42 HTTP/1.1"
+    assert redact(line) == f"< GET /ws?x=1&{key}=[redacted] HTTP/1.1"

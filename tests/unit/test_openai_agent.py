@@ -14,6 +14,7 @@ from chatgate.agents.base import AgentEvent, AgentFailure, HistoryEntry, RunCont
 from chatgate.agents.loader import load_agent
 from chatgate.agents.openai_chat import MAX_ROUNDS, OpenAIChatAgent, StreamedRound
 from chatgate.settings import load_settings
+
 from fake_openai import (
     FakeOpenAI,
     Reply,
@@ -22,7 +23,6 @@ from fake_openai import (
     text_reply,
     tool_call_reply,
 )
-
 from support import free_socket
 
 KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c1e"

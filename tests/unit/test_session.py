@@ -142,3 +142,10 @@ def test_from_verified_tokens_end_to_end() -> None:
     assert user_id_for(verifier.verify(mint_test_token(E2E_KEY, "alice"))) == "e2e:alice"
     with pytest.raises(SessionInvalid):
         user_id_for(verifier.verify(mint_token(SECRET, "e2e:alice")))
+
+
+def test_a_subject_that_is_not_unicode_is_session_invalid() -> None:
+    token = VerifiedToken("bad-\udc80", expires_at=4e9, issued_at=None, is_test=False, claims={})
+    with pytest.raises(SessionInvalid) as refused:
+        user_id_for(token)
+    assert refused.value.code == 4007

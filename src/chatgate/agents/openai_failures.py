@@ -1,7 +1,7 @@
 """Naming a failure of an OpenAI-compatible model server, without its key.
 
 :func:`failure_for` maps the exceptions of the ``openai`` package to the
-``model_*`` codes of PROTOCOL.md section 7; :func:`redact` keeps keys out of
+``model_*`` codes of docs/protocol.md section 7; :func:`redact` keeps keys out of
 the message shown to the user and written to the log.
 """
 
@@ -64,7 +64,7 @@ def _status_failure(error: openai.APIStatusError, where: str) -> AgentFailure:
 
 
 def failure_for(error: openai.OpenAIError, *, streaming: bool, where: str) -> AgentFailure:
-    """Name a failure of the model server by its ``model_*`` code (PROTOCOL.md section 7).
+    """Name a failure of the model server by its ``model_*`` code (docs/protocol.md section 7).
 
     ``streaming`` tells whether the answer had begun; ``where`` is the server's
     address without credentials. The message may quote the server and so hold

@@ -1,6 +1,6 @@
 """Finding the credential a client presented on the upgrade request.
 
-Three ways (PROTOCOL.md section 2): an ``Authorization: Bearer`` header, a
+Three ways (docs/protocol.md section 2): an ``Authorization: Bearer`` header, a
 ``bearer.<jwt>`` subprotocol, or (when neither) a first ``auth`` message.
 Query-string tokens are never read.
 """

@@ -64,7 +64,13 @@ def user_id_for(token: VerifiedToken) -> str:
     subject = token.subject
     if not subject:
         raise SessionInvalid("empty sub")
-    if len(subject.encode()) > MAX_SUBJECT_BYTES:
+    try:
+        encoded = subject.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate: the verifier refuses such tokens, but a session is
+        # never built from a subject that cannot be written anywhere.
+        raise SessionInvalid("sub is not valid Unicode") from None
+    if len(encoded) > MAX_SUBJECT_BYTES:
         raise SessionInvalid(f"sub longer than {MAX_SUBJECT_BYTES} bytes")
     if _has_control_characters(subject):
         raise SessionInvalid("sub holds control characters")

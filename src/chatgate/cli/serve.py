@@ -8,7 +8,6 @@ served.
 
 from __future__ import annotations
 
-import gc
 import socket
 import sys
 from typing import Any
@@ -23,8 +22,6 @@ from chatgate.errors import ConfigError
 from chatgate.logs import configure_logging
 from chatgate.settings import load_settings
 from chatgate.web.routes import chat_page_enabled
-
-_GC_THRESHOLD = 10_000
 
 
 def _banner(booted: Booted, port: int) -> None:
@@ -59,14 +56,9 @@ def _banner(booted: Booted, port: int) -> None:
 
 def _run(booted: Booted, sockets: list[socket.socket]) -> None:
     """Serve on the bound sockets until SIGTERM or SIGINT, then drain and return."""
-    from chatgate.transport.server import GatewayServer, uvicorn_config  # noqa: PLC0415 - keeps `chatgate token` light
+    from chatgate.transport.server import serve  # noqa: PLC0415 - keeps `chatgate token` light
 
-    # As chatgate.transport.server.serve: objects made at boot live as long as
-    # the process, so they are frozen out of every collection.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
-    GatewayServer(uvicorn_config(booted.app, booted.settings)).run(sockets=sockets)
+    serve(booted.app, booted.settings, sockets)
 
 
 @click.command()

@@ -25,6 +25,8 @@ class StoreOptions:
     """Longest wait of a batch of writes gathered while the previous one was written."""
     batch_max: int = 256
     """Most writes (threads, messages, runs, events) in one transaction."""
+    memory_threads: int = 10_000
+    """Threads the in-process store keeps; past it, the one touched longest ago goes."""
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     """SQLite's durability: NORMAL survives a process crash, FULL a power cut too."""
 
@@ -35,6 +37,7 @@ class StoreOptions:
             batch_ms=settings.store_batch_ms,
             batch_max=settings.store_batch_max,
             sqlite_synchronous=settings.sqlite_synchronous,
+            memory_threads=settings.memory_threads,
         )
 
 

@@ -1,8 +1,14 @@
-"""An in-process store: nothing survives the process. For tests and quick starts."""
+"""An in-process store: nothing survives the process. For tests and quick starts.
+
+It keeps at most ``StoreOptions.memory_threads`` threads (``CHATGATE_MEMORY_THREADS``):
+past that, the thread touched longest ago is forgotten with its messages, events
+and finished runs, so that a long-running process does not grow without bound.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Collection
@@ -24,10 +30,14 @@ class MemoryStore:
 
     def __init__(self, url: str = "memory://", options: StoreOptions | None = None) -> None:
         # Batching means nothing here: every write is immediate.
-        del options
+        self._max_threads = (options or StoreOptions()).memory_threads
         self.url = url
+        # In the order they were last touched: the first is the one to forget.
         self._threads: dict[str, Thread] = {}
+        self._thread_runs: dict[str, list[str]] = defaultdict(list)
         self._messages: dict[str, list[Message]] = defaultdict(list)
+        self._sequence = itertools.count()
+        self._latest_message: dict[str, int] = {}
         self._events: dict[str, list[StoredEvent]] = defaultdict(list)
         self._runs: dict[str, RunRecord] = {}
         self._heartbeats: dict[str, float] = {}
@@ -47,6 +57,8 @@ class MemoryStore:
         now = timestamp()
         thread = Thread(new_id("th"), owner, title, now, now)
         self._threads[thread.id] = thread
+        if len(self._threads) > self._max_threads:
+            self._forget(next(iter(self._threads)))
         return thread
 
     async def get_thread(self, owner: str, thread_id: str) -> Thread | None:
@@ -57,7 +69,10 @@ class MemoryStore:
     async def list_threads(self, owner: str) -> list[Thread]:
         """Return ``owner``'s threads, most recently updated first."""
         mine = [t for t in self._threads.values() if t.owner == owner]
-        return sorted(mine, key=lambda t: t.updated_at, reverse=True)
+        # Threads touched in one millisecond: the one with the latest message
+        # first, as the SQL stores order them.
+        latest = self._latest_message
+        return sorted(mine, key=lambda t: (t.updated_at, latest.get(t.id, -1)), reverse=True)
 
     async def add_message(
         self,
@@ -72,6 +87,8 @@ class MemoryStore:
         now = timestamp()
         message = Message(message_id or new_id("msg"), thread_id, role, content, run_id, now)
         self._messages[thread_id].append(message)
+        self._latest_message[thread_id] = next(self._sequence)
+        del self._threads[thread_id]  # re-inserted last: the most recently touched
         self._threads[thread_id] = Thread(
             thread.id, thread.owner, thread.title, thread.created_at, updated_at=now
         )
@@ -133,6 +150,7 @@ class MemoryStore:
         """Remember a running run."""
         # Built directly: dataclasses.replace costs ten times as much, twice per turn.
         self._runs[run.run_id] = RunRecord(run.run_id, run.thread_id, run.owner, run.instance_id)
+        self._thread_runs[run.thread_id].append(run.run_id)
 
     def queue_run(self, run: RunRecord) -> Awaitable[None]:
         """Remember the run when awaited."""
@@ -215,6 +233,17 @@ class MemoryStore:
             return False
         seen = self._heartbeats.get(run.instance_id)
         return seen is None or seen < time.time() - stale_after_s
+
+    def _forget(self, thread_id: str) -> None:
+        """Drop a thread with its messages, events and finished runs."""
+        del self._threads[thread_id]
+        self._messages.pop(thread_id, None)
+        self._events.pop(thread_id, None)
+        self._latest_message.pop(thread_id, None)
+        for run_id in self._thread_runs.pop(thread_id, ()):
+            run = self._runs.get(run_id)
+            if run is not None and run.status != "running":
+                del self._runs[run_id]
 
     def _thread(self, thread_id: str) -> Thread:
         thread = self._threads.get(thread_id)

@@ -105,12 +105,12 @@ class GatewayServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app: ASGIApp, settings: Settings) -> None:
-    """Run the server until SIGTERM or SIGINT, then drain and return."""
+def serve(app: ASGIApp, settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    """Run the server (on ``sockets`` when given) until SIGTERM or SIGINT, then drain."""
     # Objects made at boot live as long as the process: freeze them out of
     # every collection. Each socket and event allocates a few dozen objects;
     # with the default threshold of 700 the collector ran every few events.
     gc.collect()
     gc.freeze()
     gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
-    GatewayServer(uvicorn_config(app, settings)).run()
+    GatewayServer(uvicorn_config(app, settings)).run(sockets=sockets)

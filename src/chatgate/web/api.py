@@ -151,7 +151,7 @@ def _page(limit: str | None, before: str | None) -> tuple[int, str | None] | JSO
     """The page a query asks for, or the 400 that says what is wrong with it."""
     size = DEFAULT_PAGE
     if limit is not None:
-        if not (limit.isascii() and limit.isdigit() and len(limit) <= 4) or not (
+        if not (limit.isascii() and limit.isdigit() and len(limit) <= len(str(MAX_PAGE))) or not (
             1 <= int(limit) <= MAX_PAGE
         ):
             return _error(400, "invalid_request", f"limit must be 1 to {MAX_PAGE}")

@@ -1,4 +1,4 @@
-"""The chat page (PROTOCOL.md section 9): ``GET /`` and the few files it loads from ``/static/``.
+"""The chat page (docs/protocol.md section 9): ``GET /`` and the files it loads from ``/static/``.
 
 The page is on in the development and test tiers and off (404) in staging and
 production unless ``CHATGATE_CHAT_PAGE=1``; ``CHATGATE_CHAT_PAGE=0`` turns it off
