@@ -4,7 +4,9 @@ Pure: no I/O. A thread's ``event_id`` rises by one per event (docs/protocol.md
 section 4), so a client that has delivered up to ``n`` knows the next event
 is ``n + 1``. Across a reconnection, live events of the new socket may arrive
 before the ``resume`` that fills the gap below them; the cursor holds them
-until the gap is filled.
+until the gap is filled. A resume merges consecutive text deltas into one
+carrying the last merged id, so its ids skip: what follows such a skip is
+held until ``resume_complete`` says the log has nothing below it to send.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ class RunStream:
     Iterate it (``async for event in run``); iteration stops after
     ``agent_completed`` or ``agent_error`` and raises the client's error if the
     session ends for good first. A reconnection in between is invisible: the
-    missed events come through the automatic resume, each once, in order.
+    missed events come through the automatic resume, each once, in order
+    (missed text deltas merged into one, whose ``event_id`` is the last merged);
+    :attr:`answer` assembles the text either way.
     """
 
     def __init__(self, ack: dict[str, Any]) -> None:
