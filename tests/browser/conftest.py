@@ -46,9 +46,14 @@ def _unavailable(why: str) -> None:
     pytest.skip(f"{why} is not available")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module.
+
+    Playwright's sync API keeps an event loop running on the main thread while
+    it is open: closed with the module, it leaves the asyncio tests that run
+    after the browser tests a thread with no running loop.
+    """
     if not CHROMIUM.exists():
         _unavailable(f"Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
