@@ -3,7 +3,7 @@
 It refuses to mint what the server would refuse: an empty subject, or a key
 shorter than HS256 needs. With ``CHATGATE_JWT_SECRET`` unset, in development,
 it signs with the secret ``chatgate serve`` keeps beside its SQLite file
-(``chatgate.dev_secret``), so that the tokens it mints work on that server.
+(``chatgate.auth.dev_secret``), so that the tokens it mints work on that server.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _dev_secret() -> str:
     Raises:
         ConfigError: the settings are invalid, or the kept secret is unreadable.
     """
-    from chatgate.dev_secret import dev_secret_path, read_dev_secret  # noqa: PLC0415 - only when needed
+    from chatgate.auth.dev_secret import dev_secret_path, read_dev_secret  # noqa: PLC0415 - only when needed
     from chatgate.settings import load_settings  # noqa: PLC0415
 
     path = dev_secret_path(load_settings())

@@ -3,8 +3,7 @@
 Pure data and lookups, no I/O. Close codes, their slugs and meanings come from
 :data:`chatgate.closecodes.CLOSE_CODES`; this table only adds what an operator
 should suspect and do, keyed by :class:`~chatgate.closecodes.CloseCode`.
-Every other cause is keyed by a stable name that the JSON report carries as
-``cause``.
+Every other cause is keyed by a stable name, the JSON report's ``cause``.
 """
 
 from __future__ import annotations

@@ -29,10 +29,6 @@ from typing import Any, TypeVar, cast
 
 import orjson
 from sqlalchemy import (
-    bindparam,
-    func,
-    select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, Row
@@ -42,6 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from chatgate.errors import StoreUnavailable
 from chatgate.models import Message, Role, RunRecord, RunStatus, StoredEvent, Thread, new_id
 from chatgate.protocol import timestamp
+from chatgate.store import statements
 from chatgate.store.base import StoreOptions
 from chatgate.store.batch import (
     BatchPlan,
@@ -56,7 +53,6 @@ from chatgate.store.batch import (
 )
 from chatgate.store.group_commit import GroupCommit, GroupCommitClosed, Observer
 from chatgate.store.schema import (
-    Timestamp,
     events,
     messages,
     runs,
@@ -101,7 +97,7 @@ class SQLStore(SQLLeases):
 
     async def ping(self) -> None:
         """Run ``SELECT 1``."""
-        await self._read(_PING)
+        await self._read(statements.PING)
 
     # Threads and messages
 
@@ -114,12 +110,15 @@ class SQLStore(SQLLeases):
 
     async def get_thread(self, owner: str, thread_id: str) -> Thread | None:
         """Return the thread when it belongs to ``owner``."""
-        rows = await self._read(_GET_THREAD, {"thread": thread_id, "owner": owner})
+        rows = await self._read(statements.GET_THREAD, {"thread": thread_id, "owner": owner})
         return Thread(*tuple(rows[0])) if rows else None
 
     async def list_threads(self, owner: str) -> list[Thread]:
         """Return ``owner``'s threads, most recently updated first."""
-        return [Thread(*tuple(row)) for row in await self._read(_LIST_THREADS, {"owner": owner})]
+        return [
+            Thread(*tuple(row))
+            for row in await self._read(statements.LIST_THREADS, {"owner": owner})
+        ]
 
     async def add_message(
         self,
@@ -141,13 +140,13 @@ class SQLStore(SQLLeases):
     ) -> list[Message]:
         """Return a thread's messages, oldest first: the last ``limit`` before ``before``."""
         if limit is None and before is None:
-            rows = await self._read(_LIST_MESSAGES, {"thread": thread_id})
+            rows = await self._read(statements.LIST_MESSAGES, {"thread": thread_id})
             return [Message(*tuple(row)) for row in rows]
-        params = {"thread": thread_id, "limit": limit if limit is not None else _ALL_ROWS}
+        params = {"thread": thread_id, "limit": limit if limit is not None else statements.ALL_ROWS}
         if before is None:
-            rows = await self._read(_RECENT_MESSAGES, params)
+            rows = await self._read(statements.RECENT_MESSAGES, params)
         else:
-            rows = await self._read(_MESSAGES_BEFORE, {**params, "before": before})
+            rows = await self._read(statements.MESSAGES_BEFORE, {**params, "before": before})
         return [Message(*tuple(row)) for row in reversed(rows)]
 
     # The event log
@@ -220,7 +219,9 @@ class SQLStore(SQLLeases):
     ) -> list[StoredEvent]:
         """Return up to ``limit`` events after ``after_event_id``, in order."""
         params = {"thread": thread_id, "after": after_event_id, "limit": limit}
-        return [StoredEvent(*tuple(row)) for row in await self._read(_EVENTS_AFTER, params)]
+        return [
+            StoredEvent(*tuple(row)) for row in await self._read(statements.EVENTS_AFTER, params)
+        ]
 
     # Runs and instances
 
@@ -238,7 +239,7 @@ class SQLStore(SQLLeases):
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""
-        rows = await self._read(_GET_RUN, {"run": run_id, "owner": owner})
+        rows = await self._read(statements.GET_RUN, {"run": run_id, "owner": owner})
         if not rows:
             return None
         row = rows[0]
@@ -246,7 +247,9 @@ class SQLStore(SQLLeases):
 
     async def count_running_runs(self, owner: str, other_than_instance: str) -> int:
         """How many of ``owner``'s runs are running on other instances."""
-        rows = await self._read(_COUNT_RUNNING, {"owner": owner, "instance": other_than_instance})
+        rows = await self._read(
+            statements.COUNT_RUNNING, {"owner": owner, "instance": other_than_instance}
+        )
         return int(rows[0][0])
 
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
@@ -298,7 +301,7 @@ class SQLStore(SQLLeases):
         if plan.new_runs:
             conn.execute(runs.insert(), plan.new_runs)
         if plan.ended_runs:
-            conn.execute(_END_RUN, plan.ended_runs)
+            conn.execute(statements.END_RUN, plan.ended_runs)
         if plan.events:
             conn.execute(events.insert(), plan.events)
         return results
@@ -365,111 +368,3 @@ class SQLStore(SQLLeases):
     async def _transact(self, work: Callable[[Connection], T]) -> T:
         with self._guard():
             return await self._run_transaction(work)
-
-
-# Statements built once: building and hashing a statement costs more than running it.
-
-_PING = text("SELECT 1")
-
-_THREAD_COLUMNS = (
-    threads.c.id,
-    threads.c.owner,
-    threads.c.title,
-    threads.c.created_at,
-    threads.c.updated_at,
-)
-
-_GET_THREAD = select(*_THREAD_COLUMNS).where(
-    threads.c.id == bindparam("thread"), threads.c.owner == bindparam("owner")
-)
-
-# Two threads touched in the same millisecond tie on updated_at; the one whose
-# latest message was stored last (messages.seq only grows) is the more recent.
-_LATEST_MESSAGE = (
-    select(func.coalesce(func.max(messages.c.seq), 0))
-    .where(messages.c.thread_id == threads.c.id)
-    .scalar_subquery()
-)
-
-_LIST_THREADS = (
-    select(*_THREAD_COLUMNS)
-    .where(threads.c.owner == bindparam("owner"))
-    .order_by(threads.c.updated_at.desc(), _LATEST_MESSAGE.desc(), threads.c.id.desc())
-)
-
-_LIST_MESSAGES = (
-    select(
-        messages.c.id,
-        messages.c.thread_id,
-        messages.c.role,
-        messages.c.content,
-        messages.c.run_id,
-        messages.c.created_at,
-    )
-    .where(messages.c.thread_id == bindparam("thread"))
-    .order_by(messages.c.seq)
-)
-
-_ALL_ROWS = 2**62
-"""A LIMIT that takes every row (PostgreSQL refuses the -1 that SQLite reads so)."""
-
-_MESSAGE_COLUMNS = (
-    messages.c.id,
-    messages.c.thread_id,
-    messages.c.role,
-    messages.c.content,
-    messages.c.run_id,
-    messages.c.created_at,
-)
-
-# The most recent first, limited; the caller reverses the page to oldest first.
-_RECENT_MESSAGES = (
-    select(*_MESSAGE_COLUMNS)
-    .where(messages.c.thread_id == bindparam("thread"))
-    .order_by(messages.c.seq.desc())
-    .limit(bindparam("limit"))
-)
-
-_MESSAGES_BEFORE = (
-    select(*_MESSAGE_COLUMNS)
-    .where(
-        messages.c.thread_id == bindparam("thread"),
-        messages.c.seq
-        < select(messages.c.seq)
-        .where(messages.c.id == bindparam("before"), messages.c.thread_id == bindparam("thread"))
-        .scalar_subquery(),
-    )
-    .order_by(messages.c.seq.desc())
-    .limit(bindparam("limit"))
-)
-
-_EVENTS_AFTER = (
-    select(
-        events.c.thread_id,
-        events.c.event_id,
-        events.c.type,
-        events.c.run_id,
-        events.c.payload,
-        events.c.created_at,
-    )
-    .where(events.c.thread_id == bindparam("thread"), events.c.event_id > bindparam("after"))
-    .order_by(events.c.event_id)
-    .limit(bindparam("limit"))
-)
-
-_GET_RUN = select(
-    runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id, runs.c.status
-).where(runs.c.run_id == bindparam("run"), runs.c.owner == bindparam("owner"))
-
-# Running runs are few, and (status, instance_id) is indexed.
-_COUNT_RUNNING = select(func.count()).where(
-    runs.c.status == "running",
-    runs.c.owner == bindparam("owner"),
-    runs.c.instance_id != bindparam("instance"),
-)
-
-_END_RUN = (
-    update(runs)
-    .where(runs.c.run_id == bindparam("run"), runs.c.status == "running")
-    .values(status=bindparam("status"), finished_at=bindparam("ts", type_=Timestamp()))
-)
