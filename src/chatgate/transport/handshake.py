@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from starlette.types import Receive, Scope
@@ -25,7 +25,7 @@ from chatgate.logs import get_logger
 from chatgate.ops.records import ConnectionRecord
 from chatgate.protocol import Auth, ErrorCode, ProtocolViolation, parse_client_frame
 from chatgate.transport.origins import origin_allowed
-from chatgate.transport.upgrade import read_upgrade_headers
+from chatgate.transport.upgrade import UpgradeHeaders, read_upgrade_headers
 
 log = get_logger("chatgate.transport.handshake")
 
@@ -78,6 +78,14 @@ Accept = Callable[[str | None], Awaitable[None]]
 """Accepts the upgrade, selecting the given subprotocol (or none)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Offered:
+    """The subprotocol to select, and the credential found (token, source) or why not."""
+
+    selected_subprotocol: str | None
+    credential: tuple[str | None, CredentialSource | None] | AuthError = field(repr=False)
+
+
 @dataclass(slots=True)
 class Handshake:
     """One socket's way from the upgrade request to its session."""
@@ -97,39 +105,17 @@ class Handshake:
             CloseConnection: a check failed; the socket must close with its code.
             Disconnected: the client left during the handshake.
         """
-        settings = self.gateway.settings
         upgrade = read_upgrade_headers(self.scope.get("headers", ()))
         record = self.record
         if record is not None:
             record.set_user_agent(upgrade.user_agent)
-        subprotocols = self.scope.get("subprotocols", [])
-        handshake_error: AuthError | None = None
-        token: str | None = None
-        source: CredentialSource | None = None
-        try:
-            found = read_handshake(upgrade.authorization, subprotocols)
-            token, source, subprotocol = found.token, found.source, found.selected_subprotocol
-        except AuthError as exc:
-            handshake_error = exc
-            subprotocol = selected_subprotocol(subprotocols)
+        offered = self._credential(upgrade.authorization)
         await self._receive_connect()
-        await self.accept(subprotocol)
-        if handshake_error is not None:
-            raise handshake_error
-        if not origin_allowed(upgrade.origin, upgrade.host, settings.origins):
-            log.info(
-                "origin not allowed",
-                origin=(upgrade.origin or "")[:_LOGGED_ORIGIN_CHARS],
-                host=upgrade.host,
-                allowed=settings.allowed_origins or "(the socket's host)",
-                connection_id=self.connection_id,
-            )
-            raise CloseConnection(CloseCode.ORIGIN_DENIED, origin_denied_detail(upgrade.origin))
-        failing = self.gateway.health.failing
-        if failing:
-            raise CloseConnection(
-                CloseCode.TRY_AGAIN_LATER, f"{', '.join(sorted(failing))} unavailable"
-            )
+        await self.accept(offered.selected_subprotocol)
+        if isinstance(offered.credential, AuthError):
+            raise offered.credential
+        self._admit(upgrade)
+        token, source = offered.credential
         if token is None:
             if carries_query_token(self.scope.get("query_string", b"")):
                 raise AuthError(CloseCode.AUTH_REQUIRED, QUERY_STRING_REFUSAL)
@@ -149,6 +135,41 @@ class Handshake:
                 user_id=session.user_id,
             )
         return session
+
+    def _credential(self, authorization: str | None) -> _Offered:
+        """What the upgrade offers: the subprotocol to select, and the credential or its error."""
+        subprotocols = self.scope.get("subprotocols", [])
+        try:
+            found = read_handshake(authorization, subprotocols)
+        except AuthError as exc:
+            return _Offered(selected_subprotocol(subprotocols), exc)
+        if found.selected_subprotocol is None and found.source is CredentialSource.SUBPROTOCOL:
+            # The token cannot be selected (it would be echoed), so nothing is:
+            # a browser then fails the handshake before it can read a close code.
+            log.info(
+                "bearer subprotocol offered without chatgate.v1: a browser will fail "
+                "this handshake; offer both",
+                connection_id=self.connection_id,
+            )
+        return _Offered(found.selected_subprotocol, (found.token, found.source))
+
+    def _admit(self, upgrade: UpgradeHeaders) -> None:
+        """Refuse a foreign origin, or any socket while a dependency is down."""
+        settings = self.gateway.settings
+        if not origin_allowed(upgrade.origin, upgrade.host, settings.origins):
+            log.info(
+                "origin not allowed",
+                origin=(upgrade.origin or "")[:_LOGGED_ORIGIN_CHARS],
+                host=upgrade.host,
+                allowed=settings.allowed_origins or "(the socket's host)",
+                connection_id=self.connection_id,
+            )
+            raise CloseConnection(CloseCode.ORIGIN_DENIED, origin_denied_detail(upgrade.origin))
+        failing = self.gateway.health.failing
+        if failing:
+            raise CloseConnection(
+                CloseCode.TRY_AGAIN_LATER, f"{', '.join(sorted(failing))} unavailable"
+            )
 
     async def _receive_connect(self) -> None:
         message = await self.receive()
