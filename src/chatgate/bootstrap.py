@@ -10,9 +10,9 @@ from pydantic import SecretStr
 
 from chatgate.agents.loader import load_agent
 from chatgate.app import GatewayApp, create_app
+from chatgate.auth.dev_secret import dev_secret, dev_secret_path
 from chatgate.auth.minting import mint_token
 from chatgate.broker.base import BrokerOptions, open_broker
-from chatgate.auth.dev_secret import dev_secret, dev_secret_path
 from chatgate.errors import ConfigError
 from chatgate.gateway import Gateway, build_gateway
 from chatgate.logs import get_logger
