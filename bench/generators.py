@@ -15,6 +15,8 @@ from bench.loadgen import worker_main
 _JOIN_TIMEOUT_S = 5.0
 _GO_DELAY_S = 0.05
 _READY_TIMEOUT_S = 120.0
+_STEP_READY_TIMEOUT_S = 300.0
+"""A step may open tens of thousands of sockets, at a few thousand a second."""
 _RESULT_SLACK_S = 60.0
 
 
@@ -79,7 +81,7 @@ class Generators:
         for conn, job in zip(self._conns, jobs, strict=True):
             conn.send(job)
         for index in range(len(jobs[0]["steps"])):
-            readies = [self._recv(conn, _READY_TIMEOUT_S, "ready") for conn in self._conns]
+            readies = [self._recv(conn, _STEP_READY_TIMEOUT_S, "ready") for conn in self._conns]
             at_step(index, readies)
             for conn in self._conns:
                 conn.send({"next": index})

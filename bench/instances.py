@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import secrets
 import statistics
 import subprocess
@@ -54,6 +53,8 @@ from bench.loadgen import CONNECT_TIMEOUT_S, DRAIN_TIMEOUT_S, close_all, raise_f
 from bench.processes import (
     CHATGATE,
     CHATGATE_LOAD_ENV,
+    PG_URL,
+    REDIS_URL,
     REPO,
     STARTUP_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -61,10 +62,9 @@ from bench.processes import (
     clean_env,
     free_port,
 )
-from bench.store import PG_URL, run, store_url
+from bench.store import run, store_url
 from chatgate.auth.minting import mint_token
 
-REDIS_URL = os.environ.get("CHATGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 LAYOUTS = ("across", "same")
 _TEXT = WSMsgType.TEXT
 _AGENT = b'{"type":"agent_'

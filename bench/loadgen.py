@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import jwt
@@ -32,6 +33,8 @@ MAX_HANDSHAKES_PER_WORKER = 1_000_000
 ANSWER_TIMEOUT_S = 120.0
 """How long the resume scenario waits for its answer to be produced, or replayed."""
 _CONNECT_CONCURRENCY = 200
+FD_LIMIT = 200_000
+"""Open files the harness asks for: 50,000 sockets on each side, and room to spare."""
 _ACK = b'{"type":"message_ack"'
 _COMPLETED = b'{"type":"agent_completed"'
 _RESUME_COMPLETE = b'{"type":"resume_complete"'
@@ -39,11 +42,33 @@ _DELTA = b'{"type":"agent_text_delta"'
 _L = TypeVar("_L", Client, Recorder)
 
 
-def raise_fd_limit() -> int:
-    """Raise the soft limit on open files to the hard limit; return it."""
+def raise_fd_limit(wanted: int = FD_LIMIT) -> int:
+    """Raise the limit on open files to ``wanted`` where allowed, else to the hard limit.
+
+    Only a privileged process may raise the hard limit (up to ``fs.nr_open``); children
+    inherit the limits, so the servers the harness starts can hold as many sockets.
+    Returns the soft limit now in force.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, ceiling),) * 2)
+        except (OSError, ValueError):
+            pass  # not privileged: the hard limit is what there is
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def source_address(index: int, sources: int) -> str | None:
+    """The loopback address socket ``index`` binds to when ``sources`` addresses share the load.
+
+    One source address has about 28,000 ephemeral ports toward one server port
+    (``net.ipv4.ip_local_port_range``); all of 127.0.0.0/8 is loopback, so
+    127.0.0.2, 127.0.0.3, ... each bring as many again. None: the kernel chooses.
+    """
+    return f"127.0.0.{2 + index % sources}" if sources > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +127,25 @@ class Channel:
         return self._conn.recv()
 
 
-async def open_client(target: Target, mode: str, tally: Tally, user: str) -> Client:
-    """Connect and authenticate one load socket.
+async def open_client(
+    target: Target, mode: str, tally: Tally, user: str, source: str | None = None
+) -> Client:
+    """Connect and authenticate one load socket, from ``source`` when given.
 
     Raises:
         WSError, OSError, ConnectionError, TimeoutError: the socket did not get established.
     """
-    return await connect(target, user, lambda token: Client(target.flavor, mode, tally, token))
+    return await connect(
+        target, user, lambda token: Client(target.flavor, mode, tally, token), source
+    )
 
 
-async def connect(target: Target, user: str, factory: Callable[[str | None], _L]) -> _L:
+async def connect(
+    target: Target, user: str, factory: Callable[[str | None], _L], source: str | None = None
+) -> _L:
     """Connect one socket made by ``factory(token)`` and wait until it is established.
+
+    ``source`` is the local address to bind (see :func:`source_address`).
 
     Raises:
         WSError, OSError, ConnectionError, TimeoutError: the socket did not get established.
@@ -124,6 +157,7 @@ async def connect(target: Target, user: str, factory: Callable[[str | None], _L]
         target.url,
         extra_headers=headers,
         websocket_handshake_timeout=CONNECT_TIMEOUT_S,
+        local_addr=(source, 0) if source is not None else None,
     )
     if listener is None:
         # picows hands back no listener when the server drops the connection mid-upgrade.
@@ -139,19 +173,24 @@ async def connect(target: Target, user: str, factory: Callable[[str | None], _L]
 
 
 async def open_many(
-    target: Target, mode: str, tally: Tally, users: list[str]
+    target: Target, mode: str, tally: Tally, users: list[str], sources: int = 0
 ) -> tuple[list[Client], int]:
-    """Open one socket per user, a few hundred at a time; return them and the failure count."""
+    """Open one socket per user, a few hundred at a time; return them and the failure count.
+
+    ``sources``: how many loopback source addresses the sockets spread over (see
+    :func:`source_address`); 0 lets the kernel choose.
+    """
     gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
 
-    async def one(user: str) -> Client | None:
+    async def one(index: int, user: str) -> Client | None:
         async with gate:
             try:
-                return await open_client(target, mode, tally, user)
+                source = source_address(index, sources)
+                return await open_client(target, mode, tally, user, source)
             except (WSError, OSError, ConnectionError, TimeoutError):
                 return None
 
-    opened = await asyncio.gather(*(one(user) for user in users))
+    opened = await asyncio.gather(*(one(i, user) for i, user in enumerate(users)))
     clients = [client for client in opened if client is not None]
     return clients, len(users) - len(clients)
 
@@ -182,12 +221,25 @@ def _window(go: dict[str, Any], duration: float) -> Window:
     return Window(start, start + duration)
 
 
+async def _cpu_in(window: Window) -> float:
+    """CPU seconds this generator process spends inside ``window``.
+
+    Beside the window's length it tells whether the generator, not the server,
+    set the pace: a generator near one CPU second per second was the limit.
+    """
+    await asyncio.sleep(max(window.start - time.perf_counter(), 0))
+    before = time.process_time()
+    await asyncio.sleep(max(window.end - time.perf_counter(), 0))
+    return time.process_time() - before
+
+
 async def _handshakes(job: dict[str, Any], channel: Channel) -> None:
     target, tally = Target.from_job(job), Tally()
     prefix = job["user_prefix"]
     channel.send({"ready": {}})
     tally.window = _window(await channel.recv(60), job["duration"])
     end = tally.window.end
+    cpu = asyncio.create_task(_cpu_in(tally.window))
 
     async def loop_(worker: int) -> None:
         user = f"{prefix}-{worker}"
@@ -206,7 +258,7 @@ async def _handshakes(job: dict[str, Any], channel: Channel) -> None:
                 tally.completed += 1
 
     await asyncio.gather(*(loop_(i) for i in range(job["concurrency"])))
-    channel.send({"result": _summary(tally, job["duration"])})
+    channel.send({"result": {**_summary(tally, job["duration"]), "cpu_s": await cpu}})
 
 
 async def _load(job: dict[str, Any], channel: Channel) -> None:
@@ -216,6 +268,7 @@ async def _load(job: dict[str, Any], channel: Channel) -> None:
     channel.send({"ready": {"open": len(clients), "failed": failed}})
     try:
         tally.window = _window(await channel.recv(60), job["duration"])
+        cpu = asyncio.create_task(_cpu_in(tally.window))
         idle = [client.start() for client in clients]
         await asyncio.sleep(max(tally.window.end - time.perf_counter(), 0))
         tally.sending = False
@@ -225,6 +278,7 @@ async def _load(job: dict[str, Any], channel: Channel) -> None:
         await close_all(clients)
     summary = _summary(tally, job["duration"])
     summary["failed_connects"] = failed
+    summary["cpu_s"] = await cpu
     channel.send({"result": summary})
 
 
@@ -235,7 +289,7 @@ async def _idle(job: dict[str, Any], channel: Channel) -> None:
     try:
         for step in job["steps"]:
             users = [f"{job['user_prefix']}-{i}" for i in range(len(clients), step)]
-            more, lost = await open_many(target, "idle", tally, users)
+            more, lost = await open_many(target, "idle", tally, users, job.get("sources", 0))
             clients += more
             failed += lost
             alive = sum(1 for c in clients if c.transport and not c.transport.is_disconnected)

@@ -16,9 +16,13 @@ from bench.frames import ANSWER_DELTAS, STREAM_EVENTS
 from bench.scenarios import Config, Metrics
 
 BASELINES = ("socketio", "socketio-lean", "uvicorn", "picows")
+PERSISTED = ("chatgate-sqlite", "chatgate-postgres", "chatgate-pg-redis")
+"""chatgate on a store that persists; shown in their own tables (:mod:`bench.report_stores`)."""
 SHOWN = {
     "chatgate": "chatgate",
     "chatgate-sqlite": "chatgate, SQLite store",
+    "chatgate-postgres": "chatgate, PostgreSQL store",
+    "chatgate-pg-redis": "chatgate, PostgreSQL store + Redis broker",
     "socketio": "python-socketio",
     "socketio-lean": "python-socketio, lean",
     "uvicorn": "bare uvicorn",
@@ -112,13 +116,9 @@ def cell(values: list[float], ratio: bool = False) -> str:
 
 def table(config: Config, runs: Runs) -> str:
     """The markdown table of absolute figures and ratios."""
-    servers = [s for s in SHOWN if s in config.servers]
+    servers = [s for s in SHOWN if s in config.servers and s not in PERSISTED]
     baselines = [b for b in BASELINES if b in config.servers]
     pairs = [("chatgate", b) for b in baselines]
-    if "chatgate-sqlite" in servers:
-        pairs.append(("chatgate-sqlite", "chatgate"))
-        if "socketio" in baselines:
-            pairs.append(("chatgate-sqlite", "socketio"))
     return render(rows(config), runs, servers, pairs)
 
 
@@ -153,11 +153,9 @@ def streamed_rows(config: Config) -> list[Row]:
 
 
 def streamed(config: Config, runs: Runs) -> str:
-    """The streamed-answer scenarios: chatgate on each store, and SQLite / memory."""
+    """The streamed-answer scenarios: chatgate on each store, and each store / memory."""
     stores = [s for s in SHOWN if s in config.stores]
-    pairs = (
-        [("chatgate-sqlite", "chatgate")] if {"chatgate", "chatgate-sqlite"} <= set(stores) else []
-    )
+    pairs = [(s, "chatgate") for s in stores if s in PERSISTED and "chatgate" in stores]
     return render(streamed_rows(config), runs, stores, pairs)
 
 
@@ -195,17 +193,20 @@ def render(
     return "\n".join(lines)
 
 
-def _median(runs: Runs, server: str, key: str) -> float | None:
+def median(runs: Runs, server: str, key: str) -> float | None:
+    """The median over the runs of ``key`` on ``server``; None when never measured."""
     values = median_of(runs, server, key)
     return statistics.median(values) if values else None
 
 
-def _ratio(runs: Runs, baseline: str, key: str, ours: str = "chatgate") -> float | None:
+def ratio(runs: Runs, baseline: str, key: str, ours: str = "chatgate") -> float | None:
+    """The median of the within-run ratios ``ours`` / ``baseline``; None when never measured."""
     values = ratios_of(runs, baseline, key, ours)
     return statistics.median(values) if values else None
 
 
-def _verdict(value: float | None, goal: float, at_least: bool) -> tuple[str, str]:
+def verdict(value: float | None, goal: float, at_least: bool) -> tuple[str, str]:
+    """The figure as shown, and "met", "**missed**" or (never measured) "-"."""
     if value is None:
         return "not measured", "-"
     met = value >= goal if at_least else value <= goal
@@ -218,7 +219,7 @@ def targets(config: Config, runs: Runs) -> str:
     checks: list[tuple[str, float | None, float, bool]] = [
         (
             f"chat round trips ≥ 3x python-socketio ({n} sockets)",
-            _ratio(runs, "socketio", f"chat{n}"),
+            ratio(runs, "socketio", f"chat{n}"),
             3.0,
             True,
         )
@@ -227,18 +228,18 @@ def targets(config: Config, runs: Runs) -> str:
     checks.append(
         (
             "handshakes ≥ 0.85x bare uvicorn (no auth)",
-            _ratio(runs, "uvicorn", "handshakes"),
+            ratio(runs, "uvicorn", "handshakes"),
             0.85,
             True,
         )
     )
     checks.append(
-        ("agent events pushed ≥ 0.7x raw picows", _ratio(runs, "picows", "stream"), 0.7, True)
+        ("agent events pushed ≥ 0.7x raw picows", ratio(runs, "picows", "stream"), 0.7, True)
     )
     checks += [
         (
             f"≤ 25 KB RSS per idle authenticated socket (at {n:,})",
-            _median(runs, "chatgate", f"idle{n}_kb"),
+            median(runs, "chatgate", f"idle{n}_kb"),
             25.0,
             False,
         )
@@ -248,16 +249,16 @@ def targets(config: Config, runs: Runs) -> str:
     checks.append(
         (
             f"{largest:,} idle sockets held by one process",
-            _median(runs, "chatgate", f"idle{largest}_held"),
+            median(runs, "chatgate", f"idle{largest}_held"),
             largest,
             True,
         )
     )
     for label, value, goal, at_least in checks:
-        shown, verdict = _verdict(value, goal, at_least)
-        lines.append(f"| {label} | {shown} | {verdict} |")
+        shown, judged = verdict(value, goal, at_least)
+        lines.append(f"| {label} | {shown} | {judged} |")
     for n in config.chat_sockets:
-        against_lean = _ratio(runs, "socketio-lean", f"chat{n}")
+        against_lean = ratio(runs, "socketio-lean", f"chat{n}")
         if against_lean is not None:
             lines.append(
                 f"| for scale: chatgate / lean python-socketio, chat round trips ({n} sockets) "
@@ -265,7 +266,7 @@ def targets(config: Config, runs: Runs) -> str:
             )
     # What the framework under chatgate reaches on the same two ratios, for scale.
     for label, key in (("handshakes", "handshakes"), ("event delivery", "stream")):
-        floor = _ratio(runs, "picows", key, ours="uvicorn")
+        floor = ratio(runs, "picows", key, ours="uvicorn")
         if floor is not None:
             lines.append(f"| for scale: bare uvicorn / picows, {label} | {floor:.2f} | - |")
     return "\n".join(lines)

@@ -19,9 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from bench import report
+from bench import report, report_stores, targets
 from bench.generators import GeneratorError, Generators
 from bench.loadgen import raise_fd_limit
+from bench.method import METHOD
 from bench.processes import BENCH, REPO, SERVERS, Fleet, clean_env
 from bench.scenarios import (
     Config,
@@ -29,33 +30,41 @@ from bench.scenarios import (
     Metrics,
     Scenario,
     chat,
+    crowd,
     deltas,
     echo,
     handshakes,
     idle,
+    latency,
     resume,
     run_on_fresh_server,
     stream,
 )
 
 ALL_SERVERS = ("chatgate", "socketio", "socketio-lean", "uvicorn", "picows")
-STORE_SCENARIOS = frozenset({"chat100", "stream"})
+PERSISTED = ("chatgate-sqlite", "chatgate-postgres", "chatgate-pg-redis")
+"""chatgate on a store that persists: SQLite; PostgreSQL; PostgreSQL with the Redis broker."""
+STORE_SCENARIOS = frozenset({"chat100", "chat1000", "stream"})
 """Where chatgate with a persistent store is measured too: the paths that write events."""
 STREAMED_SCENARIOS = frozenset({"deltas", "resume"})
 """Measured on chatgate only, once per store (``Config.stores``): streamed answers."""
+LATENCY_SERVERS = ("socketio", "socketio-lean")
+"""Besides chatgate on each store, the servers the one-socket latency is measured on."""
 CONFIGS = {
     "full": Config(
         "full",
         runs=3,
         warmup=1.0,
         duration=3.0,
-        servers=(*ALL_SERVERS, "chatgate-sqlite"),
+        servers=(*ALL_SERVERS, *PERSISTED),
         handshake_concurrency=64,
         echo_sockets=100,
         chat_sockets=(100, 1000),
         stream_sockets=100,
         idle_steps=(5000, 10000),
         idle_settle_s=1.0,
+        crowd_steps=(20_000, 50_000),
+        stores=("chatgate", *PERSISTED),
     ),
     "quick": Config(
         "quick",
@@ -102,7 +111,9 @@ _EXTRA_TIMEOUT_S = 300
 def scenarios(config: Config) -> list[Scenario]:
     """The scenarios of a run, in order (those of ``config.only`` when it names any)."""
     chats = [chat(n) for n in config.chat_sockets]
-    every = [handshakes, echo, *chats, stream, deltas, resume, idle]
+    every = [handshakes, echo, *chats, latency, stream, deltas, resume, idle]
+    if config.crowd_steps:
+        every.append(crowd)
     return [s for s in every if not config.only or s.__name__ in config.only]
 
 
@@ -110,10 +121,14 @@ def servers_for(config: Config, scenario: str, index: int) -> tuple[str, ...]:
     """The servers ``scenario`` runs on in run ``index``, in the order they run."""
     if scenario in STREAMED_SCENARIOS:
         names = config.stores
+    elif scenario == "latency":
+        names = config.stores + tuple(s for s in LATENCY_SERVERS if s in config.servers)
+    elif scenario == "crowd":
+        names = ("chatgate",)
     elif scenario in STORE_SCENARIOS:
         names = config.servers
     else:
-        names = tuple(name for name in config.servers if name != "chatgate-sqlite")
+        names = tuple(name for name in config.servers if name not in PERSISTED)
     # Rotating the order keeps any drift of a noisy machine off one server.
     shift = index % len(names) if names else 0
     return names[shift:] + names[:shift]
@@ -186,55 +201,42 @@ def extras() -> list[tuple[str, str]]:
     return found
 
 
-METHOD = """\
-## What runs
+def handshake_counts(found: list[tuple[str, str]]) -> dict[str, float]:
+    """Instructions per handshake by server, from the extras' instruction count, if it ran."""
+    for name, output in found:
+        if "instructions" in name and "--op handshakes" in name:
+            return targets.instruction_counts(output)
+    return {}
 
-- **chatgate**: `chatgate serve` as operators run it (production tier, memory store and
-  broker, `CHATGATE_LOG_LEVEL=WARNING`, no compression), with the bench agent
-  (`bench/bench_agent.py`: the demo agent, plus `stream N`). Rate and per-user limits are
-  raised so that load, not policy, decides; every load socket is its own user. Tokens go in
-  `Authorization: Bearer`; each load user's token is minted once and reused when it
-  reconnects, as a client does, so the handshake figure is the server's cost, not PyJWT's.
-- **chatgate, SQLite store**: the same, with `CHATGATE_DATABASE_URL=sqlite:///...` (a file in
-  the run's scratch directory), on the scenarios that write events.
-- **python-socketio** (`bench/server_socketio.py`): the same chat round trip written as its
-  users write it, on the same uvicorn stack: JWT checked in `connect`, one room per user,
-  `message_ack` then the agent's events (the answer's text deltas among them) in chatgate's
-  envelope, from the same agent. Its sockets authenticate in the namespace CONNECT packet.
-- **python-socketio, lean** (`bench/server_socketio_lean.py`): python-socketio written as
-  cheaply as a user would: JWT verified in `connect`, a room per user, `message_ack` then five
-  events emitted straight (no agent, no session store, no history, nothing persisted).
-- **bare uvicorn** (`bench/server_uvicorn.py`): a Starlette WebSocket endpoint on uvicorn
-  (websockets-sansio, uvloop, httptools), no auth, no agent: the framework floor.
-- **picows** (`bench/server_picows.py`): a raw picows server on uvloop: the limit reference.
-- bare uvicorn and picows greet each socket with a `connection_established`-shaped frame, answer
-  a chat message with chatgate's nine frames pre-encoded (the ack, then `agent_started`,
-  thinking, the tool's two events, the answer in three text deltas and `agent_completed`) and
-  `stream N` with the frames of an N-event run: the cost of moving the same bytes, no logic.
 
-Load comes from separate processes (`bench/loadgen.py`), on uvloop with picows clients that
-recognise frames by prefix and never parse them, each socket closed-loop (next request when
-the previous one completed), 127.0.0.1 only, every loop bounded in count and time.
-A chat round trip is `user_message` (a new thread each time) through `agent_completed`;
-latencies are measured from the send to the arrival of `agent_started` and `agent_completed`.
-Event delivery counts every frame of `stream 100` runs reaching the clients. Idle memory is
-the growth of the server's RSS after a warm-up, divided by the authenticated sockets it holds.
-
-Streamed answers are measured on chatgate alone, once on each store. Delta delivery counts the
-`agent_text_delta` frames reaching the clients from `deltas 200` runs (the bench agent yields
-200 deltas with no pause, then `agent_completed`), closed loop per socket. Resume: one socket
-has a `deltas 10000` answer produced; then fresh sockets of the same user each send `resume`
-after event 0 and read until `resume_complete` (deltas arrive merged); the figure is the
-median time from the send to `resume_complete`, and the frames one replay brings.
-
-Timed figures on this kind of machine move by a third from run to run. For a figure the noise
-does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`) counts
-with callgrind the instructions each server executes per operation, and their ratio.
-
-To see where chatgate's time goes under one of these loads (py-spy comes with the bench extra):
-`.venv/bin/python -m bench.profiling --scenario chat` (also `handshakes`, `echo`, `chat1000`,
-`stream`; `--server uvicorn` profiles a baseline the same way).
-"""
+def persisted(config: Config, runs: report.Runs, counts: dict[str, float]) -> list[str]:
+    """The sections about "Persisted chat at full speed": targets, reference, the figures."""
+    return [
+        "## Targets: persisted chat at full speed",
+        "",
+        targets.targets(runs, counts),
+        "",
+        "### The issue's reference figures beside this run's",
+        "",
+        targets.reference(runs),
+        "",
+        "### Each store beside the memory store and both python-socketio servers",
+        "",
+        report_stores.stores(config, runs),
+        "",
+        "### One socket, closed loop, idle server",
+        "",
+        report_stores.latency(config, runs),
+        "",
+        "### Handshakes: the CPU each side used",
+        "",
+        report_stores.handshake_cpu(runs),
+        "",
+        "### Idle sockets held by one chatgate process",
+        "",
+        report_stores.crowd(runs),
+        "",
+    ]
 
 
 def document(
@@ -253,11 +255,12 @@ def document(
         "",
         report.settings(config),
         "",
+        *persisted(config, runs, handshake_counts(found)),
         "## Results",
         "",
         report.table(config, runs),
         "",
-        "## Targets",
+        "## Earlier targets",
         "",
         report.targets(config, runs),
         "",
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.streamed(config, runs))
     print()
-    print(report.targets(config, runs))
+    print("\n".join(persisted(config, runs, handshake_counts(found))))
     if notes:
         print("\nnotes:\n" + "\n".join(f"- {note}" for note in notes))
     print(f"\n{config.name} run took {time.monotonic() - started:.0f} s")

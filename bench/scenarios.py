@@ -7,16 +7,26 @@ connects, sockets lost) go into ``notes``.
 
 from __future__ import annotations
 
+import resource
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.generators import Generators
 from bench.processes import Fleet, Server
 
 _IDLE_WARMUP_S = 0.5
+_WINDOW_LAG_S = 0.06
+"""From asking the generators to the window's start: their go delay, and a little more."""
+_SOCKETS_PER_SOURCE = 20_000
+"""Sockets per loopback source address: well inside its ~28,000 ephemeral ports."""
+_SPARE_FILES = 1000
+"""Descriptors a server needs besides its sockets, with a margin: listeners, pools, logs."""
+"""Sockets per loopback source address: well inside its ~28,000 ephemeral ports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,8 @@ class Config:
     idle_settle_s: float
     stores: tuple[str, ...] = ("chatgate", "chatgate-sqlite")
     """The chatgate servers the streamed-answer scenarios compare (one per store)."""
+    crowd_steps: tuple[int, ...] = ()
+    """Idle sockets chatgate alone is made to hold, beyond ``idle_steps``; empty skips it."""
     delta_sockets: int = 100
     resume_deltas: int = 10_000
     resume_repeats: int = 3
@@ -104,15 +116,47 @@ def _load(ctx: Context, server: Server, tag: str, mode: str, sockets: int) -> li
 
 
 def handshakes(ctx: Context, server: Server) -> Metrics:
-    """Authenticated handshakes per second: connect, established, close, closed."""
+    """Authenticated handshakes per second: connect, established, close, closed.
+
+    Also the CPU seconds each side used per second of the window: a side near 1.0
+    was busy all the time, and so was the limit.
+    """
     config = ctx.config
     shares = _split(config.handshake_concurrency, ctx.generators.count)
     jobs = _jobs(ctx, server, "handshakes", kind="handshakes")
     for job, share in zip(jobs, shares, strict=True):
         job["concurrency"] = share
+    # The generators answer ready at once, so the window opens about warm-up seconds from now.
+    server_cpu = _cpu_between(server, config.warmup + _WINDOW_LAG_S, config.duration)
     results = ctx.generators.run(jobs, config.warmup, config.duration)
+    server_cpu.join()
     _note_problems(ctx, server, "handshakes", results)
-    return {"handshakes": sum(r["completed"] for r in results) / config.duration}
+    return {
+        "handshakes": sum(r["completed"] for r in results) / config.duration,
+        "handshakes_client_cpu": sum(r["cpu_s"] for r in results) / config.duration,
+        "handshakes_server_cpu": server_cpu.result / config.duration,
+    }
+
+
+class _CpuSampler(threading.Thread):
+    """Reads a server's CPU seconds ``delay`` seconds from now and ``duration`` later."""
+
+    def __init__(self, server: Server, delay: float, duration: float) -> None:
+        super().__init__(name="bench-cpu-sampler", daemon=True)
+        self.server, self.delay, self.duration = server, delay, duration
+        self.result = 0.0
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        before = self.server.cpu_s()
+        time.sleep(self.duration)
+        self.result = self.server.cpu_s() - before
+
+
+def _cpu_between(server: Server, delay: float, duration: float) -> _CpuSampler:
+    sampler = _CpuSampler(server, delay, duration)
+    sampler.start()
+    return sampler
 
 
 def echo(ctx: Context, server: Server) -> Metrics:
@@ -139,6 +183,23 @@ def chat(sockets: int) -> Scenario:
 
     measure.__name__ = f"chat{sockets}"
     return measure
+
+
+def latency(ctx: Context, server: Server) -> Metrics:
+    """One socket, closed loop, chat turns on an idle server: p50 and p90 of a turn in ms.
+
+    A turn is ``what is 6*7?`` from the send to ``agent_completed``; as many turns as
+    fit in the window, each after the previous one completed.
+    """
+    results = _load(ctx, server, "latency", "chat", 1)
+    completed = [s for r in results for s in r["to_completed"]]
+    if not completed:
+        return {}
+    return {
+        "latency_p50": percentile(completed, 0.50) * 1000,
+        "latency_p90": percentile(completed, 0.90) * 1000,
+        "latency_turns": len(completed),
+    }
 
 
 def stream(ctx: Context, server: Server) -> Metrics:
@@ -179,35 +240,78 @@ def resume(ctx: Context, server: Server) -> Metrics:
 
 
 def idle(ctx: Context, server: Server) -> Metrics:
-    """Server RSS per idle authenticated socket at each step, and how many it held."""
+    """Server RSS per idle authenticated socket at each of ``idle_steps``, and how many it held."""
+    return hold(ctx, server, "idle", ctx.config.idle_steps)
+
+
+def crowd(ctx: Context, server: Server) -> Metrics:
+    """Idle authenticated sockets at each of ``crowd_steps``, from several source addresses.
+
+    Past one source address's ephemeral ports (about 28,000 toward one server port)
+    the sockets spread over 127.0.0.2, 127.0.0.3, ...; with the kernel's memory too.
+    """
+    wanted = ctx.config.crowd_steps
+    # The server inherits the harness's open-file limit; a step it cannot hold
+    # would only measure refusals, so the largest one it can stands in for it.
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    room = (limit - _SPARE_FILES) // 1000 * 1000
+    steps = tuple(dict.fromkeys(min(step, room) for step in wanted))
+    if steps != wanted:
+        ctx.notes.append(
+            f"crowd on {server.name}: steps {list(steps)} instead of {list(wanted)}: the "
+            f"open-file limit is {limit:,} and could not be raised (raising a hard limit "
+            "needs CAP_SYS_RESOURCE)"
+        )
+    sources = -(-max(steps) // _SOCKETS_PER_SOURCE)
+    return {"crowd_fd_limit": float(limit)} | hold(ctx, server, "crowd", steps, sources)
+
+
+def hold(
+    ctx: Context, server: Server, tag: str, steps: tuple[int, ...], sources: int = 0
+) -> Metrics:
+    """Open idle sockets up to each of ``steps``; measure the server at each.
+
+    Per step ``s``: ``{tag}{s}_kb``, the growth of the server's RSS since before the
+    first socket, per socket held; ``{tag}{s}_held``; ``{tag}{s}_kernel_kb``, the
+    growth of the kernel's slab memory per socket held. Over loopback the kernel
+    holds both ends of each connection, so the server's share is about half of that.
+    """
     config = ctx.config
-    warm = _jobs(ctx, server, "idle-warm", kind="handshakes")
+    warm = _jobs(ctx, server, f"{tag}-warm", kind="handshakes")
     for job in warm:
         job["concurrency"] = 4
     ctx.generators.run(warm, 0.0, _IDLE_WARMUP_S)
     time.sleep(config.idle_settle_s)
-    base = server.rss()
+    base, slab = server.rss(), kernel_slab()
     metrics: Metrics = {}
-    jobs = _jobs(ctx, server, "idle", kind="idle")
+    jobs = _jobs(ctx, server, tag, kind="idle", sources=sources)
     for job in jobs:
-        job["steps"] = [0] * len(config.idle_steps)
-    for step_index, step in enumerate(config.idle_steps):
+        job["steps"] = [0] * len(steps)
+    for step_index, step in enumerate(steps):
         for job, share in zip(jobs, _split(step, ctx.generators.count), strict=True):
             job["steps"][step_index] = share
 
     def at_step(index: int, readies: list[dict[str, Any]]) -> None:
-        step = config.idle_steps[index]
+        step = steps[index]
         time.sleep(config.idle_settle_s)
         held = sum(r["open"] for r in readies)
-        grown = server.rss() - base
-        metrics[f"idle{step}_kb"] = grown / max(held, 1) / 1024
-        metrics[f"idle{step}_held"] = held
+        metrics[f"{tag}{step}_kb"] = (server.rss() - base) / max(held, 1) / 1024
+        metrics[f"{tag}{step}_kernel_kb"] = (kernel_slab() - slab) / max(held, 1) / 1024
+        metrics[f"{tag}{step}_held"] = held
         if held < step:
-            ctx.notes.append(f"idle on {server.name}: held {held} of {step} sockets")
+            ctx.notes.append(f"{tag} on {server.name}: held {held} of {step} sockets")
 
     results = ctx.generators.steps(jobs, at_step)
-    _note_problems(ctx, server, "idle", results)
+    _note_problems(ctx, server, tag, results)
     return metrics
+
+
+def kernel_slab() -> int:
+    """The kernel's slab memory now (``Slab`` of /proc/meminfo), in bytes: sockets live there."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def run_on_fresh_server(ctx: Context, name: str, scenario: Scenario) -> Metrics:

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import os
 import secrets
 import tempfile
 import time
@@ -36,10 +35,10 @@ from typing import Any
 
 import asyncpg
 
+from bench.processes import PG_URL
 from chatgate.models import RunRecord, new_id
 from chatgate.store.base import Store, StoreOptions, open_store
 
-PG_URL = os.environ.get("CHATGATE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PAYLOAD = {"text": "I will work out 6*7 with the calculator, then answer in a sentence."}
 QUESTION = "what is 6*7?"
 ANSWER = "6*7 = 42."

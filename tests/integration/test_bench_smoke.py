@@ -6,17 +6,44 @@ the harness to measuring something on each server and leaving no process behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import psutil
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SERVERS = ("chatgate", "picows")
-STORES = ("chatgate", "chatgate-sqlite")
-SCENARIO_FIGURES = ("handshakes", "echo", "chat8", "chat8_completed_p50", "stream")
+STORES = ("chatgate", "chatgate-sqlite", "chatgate-pg-redis")
+SCENARIO_FIGURES = (
+    "handshakes",
+    "handshakes_client_cpu",
+    "handshakes_server_cpu",
+    "echo",
+    "chat8",
+    "chat8_completed_p50",
+    "stream",
+)
+SERVER_SCHEMA = re.compile(r"bench_\d+_[0-9a-f]{8}")
+"""The schema ``bench/processes.py`` gives each PostgreSQL-backed server."""
+
+
+def _server_schemas() -> set[str]:
+    async def names() -> set[str]:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            rows = await conn.fetch("SELECT nspname FROM pg_namespace")
+        finally:
+            await conn.close()
+        return {row["nspname"] for row in rows if SERVER_SCHEMA.fullmatch(row["nspname"])}
+
+    return asyncio.run(names())
 
 
 def _running(pid: int) -> bool:
@@ -40,9 +67,12 @@ def _bench(module: str, *arguments: str, timeout: float) -> subprocess.Completed
     return done
 
 
+@pytest.mark.integration
 def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Path) -> None:
     figures = tmp_path / "smoke.json"
-    done = _bench("run", "--mode", "smoke", "--json", str(figures), timeout=120)
+    schemas_before = _server_schemas()
+    stores = ",".join(STORES)
+    done = _bench("run", "--mode", "smoke", "--stores", stores, "--json", str(figures), timeout=180)
     result = json.loads(figures.read_text())
 
     (run,) = result["runs"]
@@ -58,15 +88,23 @@ def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Pat
         # agent_completed and resume_complete that is four frames.
         assert run[store]["resume_delta_frames"] == 1, store
         assert run[store]["resume_frames"] == 4, store
+        assert 0 < run[store]["latency_p50"] <= run[store]["latency_p90"], store
+        assert run[store]["latency_turns"] > 0, store
     assert result["notes"] == []
     assert "| chatgate | picows | chatgate / picows |" in done.stdout
-    assert "| chatgate | chatgate, SQLite store | chatgate, SQLite store / chatgate |" in (
-        done.stdout
+    streamed_header = (
+        "| chatgate | chatgate, SQLite store | chatgate, PostgreSQL store + Redis broker "
+        "| chatgate, SQLite store / chatgate "
+        "| chatgate, PostgreSQL store + Redis broker / chatgate |"
     )
+    assert streamed_header in done.stdout
+    assert "| one socket, idle server: p50 turn with SQLite ≤ 2 ms |" in done.stdout
 
-    # One server per scenario and server (5 x 2, and 2 x 2 streamed), and a generator.
-    assert len(result["pids"]) >= 15
+    # One server per scenario and server (5 x 2, and 3 x 3 on the stores), and a generator.
+    assert len(result["pids"]) >= 20
     assert [pid for pid in result["pids"] if _running(pid)] == []
+    # Each PostgreSQL-backed server's schema is dropped when it stops.
+    assert _server_schemas() - schemas_before == set()
 
 
 def test_instruction_counts_are_measured_for_each_server() -> None:
