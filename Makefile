@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 # Each creates (once) and reuses the local virtualenv in .venv.
-# Benchmarks: `make bench` (a full run, written to docs/benchmarks.md, ~10 min)
-# and `make bench-quick` (a smoke table, printed, under a minute).
+# Benchmarks: `make bench` (a full run, written to docs/benchmarks.md, ~30 min; it needs the
+# local PostgreSQL and Redis, and valgrind) and `make bench-quick` (a smoke table, printed,
+# under a minute).
 
 PYTHON ?= python3
 VENV := .venv
@@ -48,7 +49,7 @@ typecheck: $(STAMP_DEV)
 pytest: $(STAMP_DEV) $(STAMP_BENCH)
 	$(BIN)/pytest -q
 
-## Benchmarks: chatgate beside python-socketio, bare uvicorn and raw picows.
+## Benchmarks: chatgate on each store beside python-socketio, bare uvicorn and raw picows.
 bench: $(STAMP_BENCH)
 	$(BIN)/python -m bench.run --mode full --write docs/benchmarks.md
 

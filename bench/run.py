@@ -101,7 +101,7 @@ EXTRAS: tuple[tuple[str, ...], ...] = (
     ("store",),
     ("broker",),
     ("instructions", "--op", "handshakes", "--servers", _BASELINES),
-    ("instructions", "--op", "chat", "--servers", _BASELINES, "--count", "100"),
+    ("instructions", "--op", "chat", "--servers", f"{_BASELINES},socketio-lean", "--count", "100"),
 )
 """Benchmarks other modules of ``bench/`` provide, with their arguments; a full run
 includes what they print."""
@@ -210,33 +210,30 @@ def handshake_counts(found: list[tuple[str, str]]) -> dict[str, float]:
 
 
 def persisted(config: Config, runs: report.Runs, counts: dict[str, float]) -> list[str]:
-    """The sections about "Persisted chat at full speed": targets, reference, the figures."""
-    return [
+    """The sections about "Persisted chat at full speed": targets, reference, the figures.
+
+    A table this run measured nothing for (a header and nothing under it) is left out.
+    """
+    parts = [
         "## Targets: persisted chat at full speed",
         "",
         targets.targets(runs, counts),
         "",
-        "### The issue's reference figures beside this run's",
-        "",
-        targets.reference(runs),
-        "",
-        "### Each store beside the memory store and both python-socketio servers",
-        "",
-        report_stores.stores(config, runs),
-        "",
-        "### One socket, closed loop, idle server",
-        "",
-        report_stores.latency(config, runs),
-        "",
-        "### Handshakes: the CPU each side used",
-        "",
-        report_stores.handshake_cpu(runs),
-        "",
-        "### Idle sockets held by one chatgate process",
-        "",
-        report_stores.crowd(runs),
-        "",
     ]
+    sections = (
+        ("The issue's reference figures beside this run's", targets.reference(runs)),
+        (
+            "Each store beside the memory store and both python-socketio servers",
+            report_stores.stores(config, runs),
+        ),
+        ("One socket, closed loop, idle server", report_stores.latency(config, runs)),
+        ("Handshakes: the CPU each side used", report_stores.handshake_cpu(runs)),
+        ("Idle sockets held by one chatgate process", report_stores.crowd(runs)),
+    )
+    for title, text in sections:
+        if len(text.splitlines()) > 2:
+            parts += [f"### {title}", "", text, ""]
+    return parts
 
 
 def document(
