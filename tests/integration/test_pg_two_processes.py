@@ -82,7 +82,12 @@ async def read_log(server: ServerProcess, token: str, thread_id: str) -> list[di
 async def test_two_processes_number_one_thread_without_gaps(tmp_path: Path) -> None:
     token = mint_token(SECRET, "alice")
     async with postgres_schema() as url:
-        variables = {"CHATGATE_DATABASE_URL": url, "CHATGATE_JWT_SECRET": SECRET}
+        # 24 runs of one user at once: above the default runs-per-user limit.
+        variables = {
+            "CHATGATE_DATABASE_URL": url,
+            "CHATGATE_JWT_SECRET": SECRET,
+            "CHATGATE_MAX_RUNS_PER_USER": "100",
+        }
         with (
             server_process(tmp_path, **variables) as one,
             server_process(tmp_path, **variables) as two,
