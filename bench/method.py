@@ -65,6 +65,12 @@ Streamed answers are measured on chatgate alone, once on each store. Delta deliv
 has a `deltas 10000` answer produced; then fresh sockets of the same user each send `resume`
 after event 0 and read until `resume_complete` (deltas arrive merged); the figure is the
 median time from the send to `resume_complete`, and the frames one replay brings.
+A replay merges the answer's deltas (a merged `agent_text_delta` carries at most 32,768 code
+points), so 10,000 deltas come back as two frames between `agent_started` and
+`agent_completed`. The bench agent awaits `asyncio.sleep(0)` after every 1,000 deltas: on the
+memory store nothing else in a run awaits, and an in-process agent yielding thousands of deltas
+at once would fill the socket's 1 MiB send queue before the socket could write (`4102`); a
+model streaming over the network never does that. The 200-delta runs never pause.
 
 Timed figures on this kind of machine move by a third from run to run. For a figure the noise
 does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`) counts

@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         args.write.write_text(text)
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "notes": notes, "pids": pids}, indent=1))
+        figures = {"runs": runs, "notes": notes, "pids": pids, "extras": found}
+        args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 
