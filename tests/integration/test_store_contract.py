@@ -567,3 +567,18 @@ async def test_queued_writes_commit_in_the_order_they_were_queued(store: Store) 
     assert (await done).event_id == ids[-1] + 1
     assert ids == list(range(1, 6))
     assert [m.id for m in await store.list_messages(thread.id)] == ["msg_done"]
+
+
+async def test_recent_turns_are_the_last_messages_roles_and_texts_oldest_first(
+    store: Store,
+) -> None:
+    thread = await store.create_thread("alice", "t")
+    for i in range(5):
+        await store.add_message(thread.id, "user" if i % 2 == 0 else "assistant", f"m{i}", None)
+    assert await store.recent_turns(thread.id, 3) == [
+        ("user", "m2"),
+        ("assistant", "m3"),
+        ("user", "m4"),
+    ]
+    assert len(await store.recent_turns(thread.id, 100)) == 5
+    assert await store.recent_turns(thread.id, 0) == []

@@ -152,8 +152,8 @@ class ChatService:
                 self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
                 return
             thread = found
-        recent = await store.list_messages(thread.id, limit=self._settings.history_messages)
-        history = [{"role": m.role, "content": m.content} for m in recent]
+        recent = await store.recent_turns(thread.id, self._settings.history_messages)
+        history = [{"role": role, "content": content} for role, content in recent]
         run_id = new_id("run")
         # The message and the run's record share one commit, and both are in
         # the store before the ack: another instance can cancel the run at once.

@@ -106,6 +106,12 @@ class Store(Protocol):
         only those older than that message (an unknown id gives none).
         """
 
+    async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
+        """The role and text of a thread's most recent ``limit`` messages, oldest first.
+
+        What a run's agent gets as its history: cheaper than :meth:`list_messages`.
+        """
+
     async def append_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
     ) -> StoredEvent:

@@ -105,6 +105,11 @@ class MemoryStore:
         start = 0 if limit is None else max(0, end - limit)
         return messages[start:end]
 
+    async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
+        """The role and text of a thread's most recent ``limit`` messages, oldest first."""
+        messages = self._messages.get(thread_id, [])
+        return [(m.role, m.content) for m in messages[max(0, len(messages) - limit) :]]
+
     async def append_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
     ) -> StoredEvent:

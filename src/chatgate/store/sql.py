@@ -149,6 +149,11 @@ class SQLStore(SQLLeases):
             rows = await self._read(statements.MESSAGES_BEFORE, {**params, "before": before})
         return [Message(*tuple(row)) for row in reversed(rows)]
 
+    async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
+        """The role and text of a thread's most recent ``limit`` messages, oldest first."""
+        rows = await self._read(statements.RECENT_TURNS, {"thread": thread_id, "limit": limit})
+        return [(row[0], row[1]) for row in reversed(rows)]
+
     # The event log
 
     async def append_event(

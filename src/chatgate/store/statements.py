@@ -71,6 +71,14 @@ RECENT_MESSAGES = (
     .limit(bindparam("limit"))
 )
 
+# What an agent's history needs, and no more: no timestamp to parse per row.
+RECENT_TURNS = (
+    select(messages.c.role, messages.c.content)
+    .where(messages.c.thread_id == bindparam("thread"))
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit"))
+)
+
 MESSAGES_BEFORE = (
     select(*MESSAGE_COLUMNS)
     .where(
