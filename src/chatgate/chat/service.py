@@ -144,39 +144,40 @@ class ChatService:
         if await self._runs.user_in_flight(session.user_id) >= self._settings.max_runs_per_user:
             self.error(ErrorCode.RATE_LIMITED, "too many runs in flight for this user", message.id)
             return
-        if message.thread_id is None:
-            thread = await store.create_thread(session.user_id, message.text[:_TITLE_CHARS])
-        else:
-            found = await store.get_thread(session.user_id, message.thread_id)
-            if found is None:
-                self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
-                return
-            thread = found
-        recent = await store.recent_turns(thread.id, self._settings.history_messages)
+        thread_id = await self._thread_for(message)
+        if thread_id is None:
+            self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
+            return
+        recent = await store.recent_turns(thread_id, self._settings.history_messages)
         history = [{"role": role, "content": content} for role, content in recent]
         run_id = new_id("run")
         # The message and the run's record share one commit, and both are in
         # the store before the ack: another instance can cancel the run at once.
-        queued = store.queue_message(thread.id, "user", message.text, run_id)
+        queued = store.queue_message(thread_id, "user", message.text, run_id)
         recorded = store.queue_run(
-            RunRecord(run_id, thread.id, session.user_id, self._runs.instance_id)
+            RunRecord(run_id, thread_id, session.user_id, self._runs.instance_id)
         )
-        stored = await queued
-        await recorded
+        try:
+            stored = await queued
+            await recorded
+        except LookupError:
+            # The thread is gone since it was checked (the in-process store forgets).
+            self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
+            return
         self._reply(
             "message_ack",
             {
                 "client_message_id": message.id,
                 "message_id": stored.id,
-                "thread_id": thread.id,
+                "thread_id": thread_id,
                 "run_id": run_id,
             },
-            thread_id=thread.id,
+            thread_id=thread_id,
             run_id=run_id,
         )
         self._runs.start(
             run_id=run_id,
-            thread_id=thread.id,
+            thread_id=thread_id,
             user_id=session.user_id,
             connection_id=connection_id,
             history=history,  # type: ignore[arg-type]
@@ -188,6 +189,20 @@ class ChatService:
         )
         if self._record is not None:
             self._record.runs += 1
+
+    async def _thread_for(self, message: UserMessage) -> str | None:
+        """The message's thread, a new one when it names none; None when it is not the user's.
+
+        A thread this socket has had events of is the user's: only the user's
+        events reach it, so asking the store again is not needed.
+        """
+        user_id = self.session.user_id
+        if message.thread_id is None:
+            return (await self._store.create_thread(user_id, message.text[:_TITLE_CHARS])).id
+        if message.thread_id in self._seen:
+            return message.thread_id
+        found = await self._store.get_thread(user_id, message.thread_id)
+        return found.id if found is not None else None
 
     async def _on_resume(self, message: Resume) -> None:
         store, thread_id = self._store, message.thread_id
