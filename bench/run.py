@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 
@@ -237,9 +237,13 @@ def persisted(config: Config, runs: report.Runs, counts: dict[str, float]) -> li
 
 
 def document(
-    config: Config, runs: report.Runs, notes: list[str], found: list[tuple[str, str]]
+    config: Config,
+    runs: report.Runs,
+    notes: list[str],
+    found: list[tuple[str, str]],
+    machine: str,
 ) -> str:
-    """The whole of ``docs/benchmarks.md``."""
+    """The whole of ``docs/benchmarks.md``; ``machine`` is :func:`report.machine` at the start."""
     parts = [
         "# Benchmarks",
         "",
@@ -248,7 +252,7 @@ def document(
             "and noisy: absolute figures move from run to run, ratios within a run hold."
         ),
         "",
-        report.machine(),
+        machine,
         "",
         report.settings(config),
         "",
@@ -289,6 +293,9 @@ def _config(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--stores", help="override the chatgate servers of streamed answers")
     parser.add_argument("--write", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write figures, notes and child pids here")
+    parser.add_argument(
+        "--render", type=Path, help="measure nothing: write the report of a --json file again"
+    )
     args = parser.parse_args(argv)
     config = CONFIGS[args.mode]
     if args.runs:
@@ -306,18 +313,35 @@ def _config(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     return replace(config, servers=servers, stores=stores), args
 
 
+def render(saved: Path, write: Path | None) -> int:
+    """Write the report of a ``--json`` file again, with the code's current tables."""
+    figures = json.loads(saved.read_text())
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in figures["config"].items()}
+    config = Config(**fields)
+    found = [(name, output) for name, output in figures["extras"]]
+    text = document(config, figures["runs"], figures["notes"], found, figures["machine"])
+    if write:
+        write.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the harness; print the tables; write the document and JSON when asked."""
     config, args = _config(argv)
+    if args.render:
+        return render(args.render, args.write)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     raise_fd_limit()
     started = time.monotonic()
+    machine = report.machine()
     pids: list[int] = []
     with tempfile.TemporaryDirectory(prefix="chatgate-bench-") as workdir:
         runs, notes = measure(config, Path(workdir), pids)
     # The other benchmarks belong to a whole run, not to one picked by --only.
     found = extras() if config.name == "full" and not config.only else []
-    text = document(config, runs, notes, found)
+    text = document(config, runs, notes, found, machine)
     print(report.table(config, runs))
     print()
     print(report.streamed(config, runs))
@@ -329,8 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         args.write.write_text(text)
     if args.json:
-        figures = {"runs": runs, "notes": notes, "pids": pids, "extras": found}
-        args.json.write_text(json.dumps(figures, indent=1))
+        saved = {
+            "runs": runs,
+            "notes": notes,
+            "pids": pids,
+            "extras": found,
+            "machine": machine,
+            "config": asdict(config),
+        }
+        args.json.write_text(json.dumps(saved, indent=1))
     return 0
 
 

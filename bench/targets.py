@@ -131,21 +131,35 @@ class Target:
     """Whether the figure must reach the goal (else stay at or under it)."""
 
 
+def _handshake_pace(runs: Runs) -> str:
+    """Why a timed handshake ratio may be missed, from the CPU each side used in the window."""
+    client = median(runs, "chatgate", "handshakes_client_cpu")
+    server = median(runs, "chatgate", "handshakes_server_cpu")
+    if client is None or server is None:
+        return "not known: the CPU of each side was not measured"
+    if client >= CLIENT_BOUND and server >= CLIENT_BOUND:
+        return (
+            f"both sides were busy the whole window (load generator {client:.2f}, server "
+            f"{server:.2f} CPU s per s): the timed ratio mixes their costs; the instruction "
+            "count is the server's alone"
+        )
+    if client >= CLIENT_BOUND:
+        return (
+            f"the load generator was busy the whole window ({client:.2f} CPU s per s): it set "
+            "the pace; the instruction count is the server's alone"
+        )
+    return f"chatgate's handshake costs more than the goal allows (server {server:.2f} CPU s per s)"
+
+
 def _handshake_targets(runs: Runs, counts: dict[str, float]) -> list[Target]:
-    client_cpu = median(runs, "chatgate", "handshakes_client_cpu")
-    bound = client_cpu is not None and client_cpu >= CLIENT_BOUND
-    timed = Target(
-        "handshakes ≥ 0.85x bare uvicorn, timed",
-        ratio(runs, "uvicorn", "handshakes"),
-        0.85,
-        (
-            f"the load generator used {client_cpu:.2f} CPU s per s against chatgate: it set "
-            "the pace, so the timed ratio is not the server's (see the instruction count)"
-            if bound and client_cpu is not None
-            else "chatgate's handshake costs more than the goal allows (the server set the pace)"
-        ),
-    )
-    found = [timed]
+    found = [
+        Target(
+            "handshakes ≥ 0.85x bare uvicorn, timed",
+            ratio(runs, "uvicorn", "handshakes"),
+            0.85,
+            _handshake_pace(runs),
+        )
+    ]
     if "chatgate" in counts and "uvicorn" in counts:
         found.append(
             Target(
