@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 # The driver SQLAlchemy loads only at the first connection: imported here so
 # that an install without the postgres extra fails at boot, naming it.
 import asyncpg  # noqa: F401
-from sqlalchemy import Float, cast, func, select, text
+from sqlalchemy import Float, Table, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, Connection, Row, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -37,7 +37,6 @@ from chatgate.store.base import StoreOptions
 from chatgate.store.batch import ThreadChange
 from chatgate.store.schema import (
     dump_json,
-    instances,
     load_json,
     threads,
     unavailable_on_driver_errors,
@@ -214,10 +213,7 @@ class PostgresStore(SQLStore):
     def _database_epoch(self) -> ColumnElement[float]:
         return cast(func.extract("epoch", func.clock_timestamp()), Float)
 
-    def _upsert_instance(self, conn: Connection, values: Mapping[str, Any]) -> None:
-        row = {**values, "heartbeat_at": self._database_epoch()}
-        statement = insert(instances).values(row)
-        changed = {name: value for name, value in row.items() if name != "instance_id"}
-        conn.execute(
-            statement.on_conflict_do_update(index_elements=[instances.c.instance_id], set_=changed)
-        )
+    @staticmethod
+    def _dialect_insert(table: Table) -> Any:
+        """The database's INSERT, the one with ``on_conflict_do_update``."""
+        return insert(table)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
@@ -118,6 +118,16 @@ class SQLLeases:
 
     def _upsert_instance(self, conn: Connection, values: Mapping[str, Any]) -> None:
         """Insert the row of ``values["instance_id"]``, or update it: with the heartbeat now."""
+        row = {**values, "heartbeat_at": self._database_epoch()}
+        statement = self._dialect_insert(instances).values(row)
+        changed = {name: value for name, value in row.items() if name != "instance_id"}
+        conn.execute(
+            statement.on_conflict_do_update(index_elements=[instances.c.instance_id], set_=changed)
+        )
+
+    @staticmethod
+    def _dialect_insert(table: Table) -> Any:
+        """The database's INSERT, the one with ``on_conflict_do_update``."""
         raise NotImplementedError
 
     async def _read(

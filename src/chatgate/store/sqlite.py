@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, create_engine, event, func, literal, select, update
+from sqlalchemy import Table, bindparam, create_engine, event, func, literal, select, update
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -37,7 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from chatgate.errors import ConfigError
 from chatgate.store.base import StoreOptions
 from chatgate.store.batch import ThreadChange
-from chatgate.store.schema import Timestamp, dump_json, instances, load_json, threads
+from chatgate.store.schema import Timestamp, dump_json, load_json, threads
 from chatgate.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -258,10 +258,7 @@ class SQLiteStore(SQLStore):
         julian_now = func.julianday(literal("now"))
         return (julian_now - _UNIX_EPOCH_JULIAN_DAY) * _SECONDS_PER_DAY
 
-    def _upsert_instance(self, conn: Connection, values: Mapping[str, Any]) -> None:
-        row = {**values, "heartbeat_at": self._database_epoch()}
-        statement = insert(instances).values(row)
-        changed = {name: value for name, value in row.items() if name != "instance_id"}
-        conn.execute(
-            statement.on_conflict_do_update(index_elements=[instances.c.instance_id], set_=changed)
-        )
+    @staticmethod
+    def _dialect_insert(table: Table) -> Any:
+        """The database's INSERT, the one with ``on_conflict_do_update``."""
+        return insert(table)
