@@ -44,6 +44,25 @@ DEMO_RUN = [
 ]
 """The events of the demo agent's run for an arithmetic question such as "what is 6*7?"."""
 
+RECORD_FIELDS = frozenset(
+    {
+        "connection_id",
+        "user_id",
+        "opened_at",
+        "closed_at",
+        "close_code",
+        "close_reason",
+        "closed_by",
+        "auth_method",
+        "frames_in",
+        "frames_out",
+        "runs",
+        "remote",
+        "user_agent",
+    }
+)
+"""The fields of a connection record, as docs/protocol.md section 8 names them."""
+
 DELTA = "agent_text_delta"
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from fake_openai import FakeOpenAI, error_reply, running_fake_openai, text_reply, tool_call_reply
 from processes import run_cli
-from support import recv_json, recv_until, running_server, send_json
+from support import chat, recv_json, recv_until, running_server, send_json
 
 KEY = "sk-test-0123456789abcdef"
 END = ("agent_completed", "agent_error")
@@ -34,14 +34,6 @@ def model_server(fake: FakeOpenAI) -> dict[str, Any]:
     }
 
 
-async def ask(ws: Any, text: str, thread_id: str | None = None) -> list[dict[str, Any]]:
-    message: dict[str, Any] = {"type": "user_message", "id": "m", "payload": {"text": text}}
-    if thread_id is not None:
-        message["thread_id"] = thread_id
-    await send_json(ws, message)
-    return await recv_until(ws, *END)
-
-
 async def test_a_streamed_answer_then_a_second_turn_that_sends_the_history(
     fake: FakeOpenAI,
 ) -> None:
@@ -51,9 +43,9 @@ async def test_a_streamed_answer_then_a_second_turn_that_sends_the_history(
         server.connect(server.token("alice")) as ws,
     ):
         await recv_json(ws)
-        first = await ask(ws, "hi")
+        first = await chat(ws, "hi")
         fake.answer(text_reply("again"))
-        second = await ask(ws, "once more", first[0]["payload"]["thread_id"])
+        second = await chat(ws, "once more", first[0]["payload"]["thread_id"])
     deltas = [f["payload"]["text"] for f in first if f["type"] == "agent_text_delta"]
     assert deltas == ["Hel", "lo ", "there"]
     assert first[-1]["payload"] == {"text": "Hello there", "status": "completed"}
@@ -78,7 +70,7 @@ async def test_the_calculator_round_trip_carries_the_models_call_id(fake: FakeOp
         server.connect(server.token("alice")) as ws,
     ):
         await recv_json(ws)
-        frames = await ask(ws, "what is 6*7?")
+        frames = await chat(ws, "what is 6*7?")
     tools = [f for f in frames if f["type"] in {"tool_executing", "tool_completed"}]
     assert [(f["type"], f["payload"]["tool_call_id"]) for f in tools] == [
         ("tool_executing", "call_abc"),
@@ -103,7 +95,7 @@ async def test_a_model_server_failure_ends_the_run_with_its_code_and_no_key(
         server.connect(server.token("alice")) as ws,
     ):
         await recv_json(ws)
-        frames = await ask(ws, "hi")
+        frames = await chat(ws, "hi")
     error = frames[-1]
     assert (error["type"], error["payload"]["code"]) == ("agent_error", code)
     assert KEY not in str(frames)

@@ -21,6 +21,7 @@ from chatgate.probe.commands import Options, probe_async
 from databases import postgres_schema
 from support import (
     DEMO_RUN,
+    RECORD_FIELDS,
     RECV_TIMEOUT_S,
     Server,
     chat,
@@ -80,23 +81,6 @@ async def no_socket_open(http: httpx.AsyncClient) -> Samples:
 
     found: Samples = await until(check, "every socket closed")
     return found
-
-
-RECORD_FIELDS = {
-    "connection_id",
-    "user_id",
-    "opened_at",
-    "closed_at",
-    "close_code",
-    "close_reason",
-    "closed_by",
-    "auth_method",
-    "frames_in",
-    "frames_out",
-    "runs",
-    "remote",
-    "user_agent",
-}
 
 
 async def one_chat(server: Server, http: httpx.AsyncClient) -> tuple[str, str, int]:

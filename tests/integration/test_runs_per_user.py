@@ -14,13 +14,9 @@ import pytest
 
 from databases import postgres_schema
 from redis_service import require_redis
-from support import recv_json, recv_until, running_server, send_json
+from support import established, recv_json, recv_until, running_server, send_json
 
 SLOW = {"type": "user_message", "id": "slow", "payload": {"text": "slow 400"}}
-
-
-async def established(ws: Any) -> None:
-    assert (await recv_json(ws))["type"] == "connection_established"
 
 
 async def start_slow(ws: Any) -> dict[str, Any]:

@@ -11,40 +11,16 @@ from typing import Any
 
 import pytest
 
-from chatgate.client.events import TextAssembly
-
 from databases import database_url
-from support import recv_json, recv_until, running_server, send_json
+from support import answer_text, chat, established, recv_json, recv_until, running_server, send_json
 
 END = ("agent_completed", "agent_error")
-
-
-async def established(ws: Any) -> dict[str, Any]:
-    frame = await recv_json(ws)
-    assert frame["type"] == "connection_established"
-    return frame
-
-
-async def ask(ws: Any, text: str, thread_id: str | None = None) -> list[dict[str, Any]]:
-    message: dict[str, Any] = {"type": "user_message", "id": "m", "payload": {"text": text}}
-    if thread_id is not None:
-        message["thread_id"] = thread_id
-    await send_json(ws, message)
-    return await recv_until(ws, *END)
-
-
-def assembled(frames: list[dict[str, Any]]) -> str:
-    answer = TextAssembly()
-    for frame in frames:
-        if frame["type"] == "agent_text_delta":
-            answer.place(frame["payload"]["offset"], frame["payload"]["text"])
-    return answer.text
 
 
 async def test_the_demo_answer_streams_and_tool_events_pair_by_call_id() -> None:
     async with running_server() as server, server.connect(server.token("alice")) as ws:
         await established(ws)
-        frames = await ask(ws, "what is 6*7?")
+        frames = await chat(ws, "what is 6*7?")
     ack, *events = frames
     types = [f["type"] for f in events]
     assert types[:4] == ["agent_started", "agent_thinking", "tool_executing", "tool_completed"]
@@ -52,7 +28,7 @@ async def test_the_demo_answer_streams_and_tool_events_pair_by_call_id() -> None
     assert set(types[4:-1]) == {"agent_text_delta"}
     completed = events[-1]["payload"]
     assert completed["status"] == "completed"
-    assert assembled(events) == completed["text"]
+    assert answer_text(events) == completed["text"]
     assert "42" in completed["text"]
     executing, finished = events[2]["payload"], events[3]["payload"]
     assert executing["tool_call_id"] == finished["tool_call_id"]
@@ -68,7 +44,7 @@ async def test_overlapping_tool_calls_pair_in_order_without_agent_ids() -> None:
         server.connect(server.token("alice")) as ws,
     ):
         await established(ws)
-        frames = await ask(ws, "3")
+        frames = await chat(ws, "3")
     tools = [
         (f["type"], f["payload"]["tool_call_id"])
         for f in frames
@@ -95,7 +71,7 @@ async def test_the_history_holds_every_answer_as_soon_as_it_is_announced(
         thread_id = None
         held = 0
         for turn in range(20):
-            frames = await ask(ws, f"what is {turn}+1?", thread_id)
+            frames = await chat(ws, f"what is {turn}+1?", thread_id)
             thread_id = frames[0]["payload"]["thread_id"]
             answer = frames[-1]["payload"]["text"]
             history = await http.get(
@@ -117,7 +93,7 @@ async def test_a_resumed_answer_of_2000_deltas_comes_back_in_a_few_frames() -> N
         token = server.token("alice")
         async with server.connect(token) as ws:
             await established(ws)
-            frames = await ask(ws, "2000")
+            frames = await chat(ws, "2000")
         live_text = frames[-1]["payload"]["text"]
         assert live_text == "".join(f"w{i} " for i in range(2000))
         async with server.connect(token) as other:
@@ -125,7 +101,7 @@ async def test_a_resumed_answer_of_2000_deltas_comes_back_in_a_few_frames() -> N
             replayed = await resume(other, frames[0]["payload"]["thread_id"])
     deltas = [f for f in replayed if f["type"] == "agent_text_delta"]
     assert 1 <= len(deltas) <= 10
-    assert assembled(replayed) == live_text
+    assert answer_text(replayed) == live_text
     assert replayed[-2]["type"] == "agent_completed"
     assert replayed[-1]["payload"]["last_event_id"] == replayed[-2]["event_id"]
 
@@ -151,7 +127,7 @@ async def test_a_socket_that_joins_mid_answer_ends_with_the_exact_text() -> None
     assert joined[-1]["type"] in END
     numbered = [f["event_id"] for f in joined if f.get("event_id") is not None]
     assert numbered == sorted(set(numbered)), "each event once, in order"
-    assert assembled(joined) == final
+    assert answer_text(joined) == final
     merged = [f for f in joined if f["type"] == "agent_text_delta"]
     assert len(merged) < 80, "what was said before joining came merged"
 
@@ -171,7 +147,7 @@ async def test_cancel_mid_stream_keeps_what_was_said_in_the_answer_and_the_histo
         completed = seen[-1]
         assert completed["type"] == "agent_completed"
         assert completed["payload"]["status"] == "cancelled"
-        assert completed["payload"]["text"] == assembled(seen)
+        assert completed["payload"]["text"] == answer_text(seen)
         assert completed["payload"]["text"].startswith("w0 ")
         history = await http.get(
             f"/api/threads/{ack['payload']['thread_id']}/messages",
@@ -186,9 +162,9 @@ async def test_an_agent_that_accepts_a_context_gets_the_run_it_serves() -> None:
         server.connect(server.token("alice")) as ws,
     ):
         await established(ws)
-        first = await ask(ws, "one")
+        first = await chat(ws, "one")
         thread_id = first[0]["payload"]["thread_id"]
-        second = await ask(ws, "two", thread_id)
+        second = await chat(ws, "two", thread_id)
     ack = second[0]["payload"]
     said = json.loads(second[-1]["payload"]["text"])
     assert said == {
@@ -210,7 +186,7 @@ async def test_the_history_an_agent_gets_is_bounded() -> None:
         await established(ws)
         thread_id = None
         for turn in range(4):
-            frames = await ask(ws, f"t{turn}", thread_id)
+            frames = await chat(ws, f"t{turn}", thread_id)
             thread_id = frames[0]["payload"]["thread_id"]
     assert json.loads(frames[-1]["payload"]["text"])["history"] == 3
 
@@ -221,7 +197,7 @@ async def test_a_failure_the_agent_names_reaches_the_client_with_its_code() -> N
         server.connect(server.token("alice")) as ws,
     ):
         await established(ws)
-        frames = await ask(ws, "hi")
+        frames = await chat(ws, "hi")
     error = frames[-1]
     assert error["type"] == "agent_error"
     assert error["payload"]["code"] == "model_auth_failed"

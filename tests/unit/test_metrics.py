@@ -13,6 +13,8 @@ from chatgate.ops.records import (
     ConnectionRecords,
 )
 
+from support import RECORD_FIELDS
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -125,21 +127,7 @@ def test_a_record_keeps_the_first_close_and_the_json_fields() -> None:
     shown = records.get("conn_a")
     assert shown is not None
     body = shown.to_json()
-    assert set(body) == {
-        "connection_id",
-        "user_id",
-        "opened_at",
-        "closed_at",
-        "close_code",
-        "close_reason",
-        "closed_by",
-        "auth_method",
-        "frames_in",
-        "frames_out",
-        "runs",
-        "remote",
-        "user_agent",
-    }
+    assert set(body) == RECORD_FIELDS
     assert (body["close_code"], body["close_reason"], body["closed_by"]) == (
         1000,
         "normal",
