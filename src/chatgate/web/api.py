@@ -32,6 +32,9 @@ from chatgate.models import Message, Thread
 
 _PRIVATE = {"Cache-Control": "no-store"}
 _RETRY_AFTER_S = "1"
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -57,11 +60,6 @@ def thread_json(thread: Thread) -> dict[str, Any]:
         "created_at": thread.created_at,
         "updated_at": thread.updated_at,
     }
-
-
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
-_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def message_json(message: Message) -> dict[str, Any]:
