@@ -60,6 +60,8 @@ class Broker(Protocol):
     """
 
     kind: str
+    shared: bool
+    """Whether other instances can share this broker (and so the user's runs and sockets)."""
 
     async def start(self) -> None:
         """Connect; a broker that is down is retried in the background, not fatal."""

@@ -13,6 +13,7 @@ class MemoryBroker:
     """Delivers synchronously to the sinks subscribed in this process."""
 
     kind = "memory"
+    shared = False
 
     def __init__(self, url: str = "memory://", options: BrokerOptions | None = None) -> None:
         self.url = url

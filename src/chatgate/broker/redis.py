@@ -75,6 +75,7 @@ class RedisBroker:
     """
 
     kind = "redis"
+    shared = True
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.options = options or BrokerOptions()

@@ -122,7 +122,7 @@ class RunManager:
             StoreUnavailable: the store does not answer.
         """
         here = self._per_user[user_id]
-        if self._broker.kind == "memory":
+        if not self._broker.shared:
             return here
         return here + await self._store.count_running_runs(user_id, self.instance_id)
 
