@@ -16,6 +16,12 @@ The protocol also offers the ``chatgate.send_many`` ASGI extension
 (:mod:`chatgate.transport.send_many`): a run's events are queued in bursts, and
 one write per frame was the largest cost of a chat round trip.
 
+Thousands of sockets sit idle at once, so each holds little: the queue of
+ASGI messages and the writable flag are the small ones of
+:mod:`chatgate.transport.inbox`, and the parsed upgrade request and the
+response to it are dropped once the socket is accepted (the request carries
+the token, too).
+
 These subclasses use attributes that are not part of uvicorn's or websockets'
 public API; :data:`UVICORN_INTERNALS` and :data:`WEBSOCKETS_INTERNALS` list
 them, and ``tests/unit/test_uvicorn_internals.py`` fails naming the one a new
@@ -38,6 +44,7 @@ from chatgate.closecodes import CloseCode, close_reason
 from chatgate.logs import correlation_id
 from chatgate.ops.records import SERVER_CLOSE
 from chatgate.transport.frame_limit import FRAME_LIMIT, SharedLimiter
+from chatgate.transport.inbox import Inbox, Writable
 from chatgate.transport.ratelimit import Verdict
 from chatgate.transport.send_many import SEND_MANY, SEND_MANY_EXTENSION, serialize_text_frames
 from chatgate.transport.uvicorn_http import limits_of
@@ -48,6 +55,8 @@ _RFC_ABNORMAL = 1006
 _RFC_INVALID_DATA = 1007
 _RFC_TOO_BIG = 1009
 _RFC_INTERNAL = 1011
+_SEND_MANY_OFFER: dict[str, Any] = {}
+"""The extension's value in every scope: it says nothing but that it is offered."""
 
 UVICORN_INTERNALS = (
     # methods overridden or called on WebSocketsSansIOProtocol
@@ -79,6 +88,9 @@ UVICORN_INTERNALS = (
     "frames",
     "curr_msg_data_type",
     "read_paused",
+    "receive",
+    "pause_writing",
+    "resume_writing",
 )
 """What :class:`GatewayWebSocketProtocol` uses of uvicorn's protocol beyond the ASGI contract."""
 
@@ -142,6 +154,11 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         # The subclass only overrides methods: swapping the class of the
         # protocol uvicorn built costs nothing, building a second one does.
         self.conn.__class__ = _GatewayServerProtocol
+        inbox = self._inbox = Inbox()
+        # uvicorn only puts into the queue and sets or clears the flag (and
+        # waits on it in send); receive is this class's own.
+        self.queue = cast("asyncio.Queue[Any]", inbox)
+        self.writable = cast("asyncio.Event", Writable())
         self._limits = limits_of(self.config)
         self._frame_limit: SharedLimiter | None = None
         self._counted = False
@@ -172,7 +189,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             limits = self._limits
             shared = SharedLimiter(limits.rate_limit_messages, limits.rate_limit_window_s)
             self._frame_limit = shared
-            scope["extensions"][SEND_MANY_EXTENSION] = {}
+            scope["extensions"][SEND_MANY_EXTENSION] = _SEND_MANY_OFFER
             scope["extensions"][FRAME_LIMIT] = shared
 
     def handle_ping(self) -> None:
@@ -226,18 +243,42 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             # The app learns of this close as a disconnect: this says it was ours.
             scope[SERVER_CLOSE] = code
 
+    async def receive(self) -> Any:
+        """The next ASGI message; reading resumes once the app has taken them all."""
+        inbox = self._inbox
+        while inbox.empty():
+            await inbox.arrival()
+        message = inbox.get_nowait()
+        if self.read_paused and inbox.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
     async def send(self, message: Any) -> None:
         """Send an ASGI message; a finished denial response completes the handshake.
 
         uvicorn's sansio protocol leaves ``handshake_complete`` unset after a
         denial response and then logs an error for every refused upgrade.
         """
-        if message["type"] == SEND_MANY:
+        kind = message["type"]
+        if kind == SEND_MANY:
             await self._send_many(message["frames"])
             return
         await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+        if kind == "websocket.accept" and self.handshake_complete:
+            self._forget_upgrade()
+        elif kind == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
+
+    def _forget_upgrade(self) -> None:
+        """Drop the parsed request and its response: an open socket never reads them again."""
+        if hasattr(self, "request"):
+            # websockets' parser keeps the request in its frame for the socket's
+            # whole life: emptying its headers is what frees them (the token too).
+            self.request.headers.clear()
+            del self.request
+        if hasattr(self, "response"):
+            del self.response
 
     async def _send_many(self, frames: Any) -> None:
         """Frame every UTF-8 payload as text and write them all at once.
