@@ -187,7 +187,7 @@ class SQLStore(SQLLeases):
             queued = self._writes.enqueue(new)
         except GroupCommitClosed as exc:
             return self._failed(exc)
-        return cast("Awaitable[StoredEvent]", self._committed(queued))
+        return cast("Awaitable[StoredEvent]", queued)
 
     def queue_message(
         self,
@@ -205,15 +205,8 @@ class SQLStore(SQLLeases):
             queued = self._writes.enqueue(NewMessage(message))
         except GroupCommitClosed as exc:
             return self._failed(exc)
-        return self._message_committed(queued, message)
-
-    async def _committed(self, queued: Awaitable[Written]) -> Written:
-        with self._guard():
-            return await queued
-
-    async def _message_committed(self, queued: Awaitable[Written], message: Message) -> Message:
-        await self._committed(queued)
-        return message
+        # Its result is the message itself (see BatchPlan.place).
+        return cast("Awaitable[Message]", queued)
 
     async def _failed(self, exc: Exception) -> Any:
         with self._guard():
@@ -240,7 +233,7 @@ class SQLStore(SQLLeases):
             queued = self._writes.enqueue(NewRun(run, timestamp()))
         except GroupCommitClosed as exc:
             return self._failed(exc)
-        return self._committed(queued)
+        return queued
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""
@@ -293,6 +286,11 @@ class SQLStore(SQLLeases):
         return results
 
     async def _write_together(self, batch: Sequence[Write]) -> list[Written | Exception]:
+        """Write ``batch`` in one transaction; one result, or the error of that write, per write.
+
+        A database that does not answer raises ``StoreUnavailable``, never the
+        driver's own error: the awaitables of queued writes hand on what this raises.
+        """
         plan = BatchPlan.of(batch)
         return await self._transact(lambda conn: self._write_plan(conn, plan))
 

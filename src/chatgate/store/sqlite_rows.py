@@ -1,0 +1,184 @@
+"""The SQLite store's hot path on ``sqlite3`` itself: SQL compiled once, values coded once.
+
+Executing a statement through SQLAlchemy (its cache lookup, execution context,
+bind and result processing, transaction wrapper) costs several times what
+SQLite takes to run it. On the paths every chat turn takes (the group commit's
+batch and the agent's history read) the store runs the very statements of
+``store.statements`` and ``store.schema``, compiled here to SQL text at import
+time, on a ``sqlite3`` connection. Values cross as SQLAlchemy's column types
+would make them cross: :func:`stored_time` and :func:`protocol_time` do what the
+``Timestamp`` column does (with SQLAlchemy's own processors for any value off
+their fast path), and payloads are the JSON column's text.
+``tests/unit/test_sqlite_rows.py`` holds both, and every statement here, to
+SQLAlchemy's results.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import bindparam, func, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import ClauseElement
+
+from chatgate.models import Role, StoredEvent, Thread
+from chatgate.store import statements
+from chatgate.store.batch import BatchPlan, Written
+from chatgate.store.schema import Timestamp, dump_json, events, load_json, messages, runs, threads
+
+DIALECT = sqlite.dialect(paramstyle="named", json_serializer=dump_json, json_deserializer=load_json)
+"""The dialect the SQLite engines use, with the named parameters ``sqlite3`` takes as a dict."""
+
+_TIME = Timestamp().dialect_impl(DIALECT)
+_BIND_TIME = cast("Callable[[str | None], str | None]", _TIME.bind_processor(DIALECT))
+_RESULT_TIME = cast("Callable[[str | None], str | None]", _TIME.result_processor(DIALECT, None))
+_RESULT_JSON = cast(
+    "Callable[[str | None], Any]",
+    events.c.payload.type.dialect_impl(DIALECT).result_processor(DIALECT, None),
+)
+# What timestamp() writes and what SQLite's DATETIME keeps, from year 1000 on
+# (strftime does not pad earlier years: those take SQLAlchemy's own path).
+_PROTOCOL_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_STORED_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+
+
+def stored_time(value: str) -> str:
+    """The text SQLite keeps for a protocol time, exactly as the ``Timestamp`` column binds it."""
+    if _PROTOCOL_TIME.fullmatch(value):
+        # Parsed only to refuse a date that does not exist, as the column's own parse does.
+        datetime.fromisoformat(value)
+        return f"{value[:10]} {value[11:23]}000"
+    return cast("str", _BIND_TIME(value))
+
+
+def protocol_time(stored: str) -> str:
+    """The protocol time of a stored one, exactly as the ``Timestamp`` column reads it."""
+    if _STORED_TIME.fullmatch(stored):
+        datetime.fromisoformat(stored)
+        return f"{stored[:10]}T{stored[11:23]}Z"
+    return cast("str", _RESULT_TIME(stored))
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A statement as SQL text, with the values it binds itself (a literal, an OFFSET 0)."""
+
+    sql: str
+    constants: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: ClauseElement, keys: Sequence[str] | None = None) -> Compiled:
+        """Compile ``statement`` for SQLite; an INSERT binds only ``keys``."""
+        compiled = statement.compile(dialect=DIALECT, column_keys=keys)
+        constants = {k: v for k, v in compiled.params.items() if v is not None}
+        return cls(str(compiled), constants)
+
+    def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The statement's parameters: its own constants and ``values``."""
+        return {**self.constants, **values} if self.constants else dict(values)
+
+
+def _insert_keys(table_keys: Iterable[str], skip: Iterable[str] = ()) -> list[str]:
+    return [key for key in table_keys if key not in set(skip)]
+
+
+INSERT_THREAD = Compiled.of(threads.insert(), _insert_keys(threads.c.keys()))
+INSERT_MESSAGE = Compiled.of(messages.insert(), _insert_keys(messages.c.keys(), {"seq"}))
+INSERT_RUN = Compiled.of(runs.insert(), _insert_keys(runs.c.keys(), {"finished_at"}))
+INSERT_EVENT = Compiled.of(events.insert(), _insert_keys(events.c.keys()))
+END_RUN = Compiled.of(statements.END_RUN)
+CHANGE_THREAD = Compiled.of(
+    update(threads)
+    .where(threads.c.id == bindparam("thread"))
+    .values(
+        last_event_id=threads.c.last_event_id + bindparam("n"),
+        updated_at=func.coalesce(bindparam("ts", type_=Timestamp()), threads.c.updated_at),
+    )
+    .returning(threads.c.last_event_id)
+)
+RECENT_TURNS = Compiled.of(statements.RECENT_TURNS)
+EVENTS_AFTER = Compiled.of(statements.EVENTS_AFTER)
+GET_THREAD = Compiled.of(statements.GET_THREAD)
+
+# The columns of each row of a plan that hold a time.
+_TIMES = {
+    "new_threads": ("created_at", "updated_at"),
+    "new_runs": ("started_at",),
+    "ended_runs": ("ts",),
+    "messages": ("created_at",),
+    "events": ("created_at",),
+}
+
+
+def _store_times(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    for row in rows:
+        for key in keys:
+            if row[key] is not None:
+                row[key] = stored_time(row[key])
+    return rows
+
+
+def write_plan(conn: sqlite3.Connection, plan: BatchPlan) -> list[Written | Exception]:
+    """Write ``plan`` in the transaction open on ``conn``, as ``SQLStore._write_plan`` does."""
+    if plan.new_threads:
+        conn.executemany(INSERT_THREAD.sql, _store_times(plan.new_threads, _TIMES["new_threads"]))
+    results = plan.place(change_threads(conn, plan) if plan.changes else {})
+    if plan.messages:
+        conn.executemany(INSERT_MESSAGE.sql, _store_times(plan.messages, _TIMES["messages"]))
+    if plan.new_runs:
+        conn.executemany(INSERT_RUN.sql, _store_times(plan.new_runs, _TIMES["new_runs"]))
+    if plan.ended_runs:
+        rows = _store_times(plan.ended_runs, _TIMES["ended_runs"])
+        conn.executemany(END_RUN.sql, [END_RUN.params(row) for row in rows])
+    if plan.events:
+        conn.executemany(INSERT_EVENT.sql, _store_times(plan.events, _TIMES["events"]))
+    return results
+
+
+def change_threads(conn: sqlite3.Connection, plan: BatchPlan) -> dict[str, int]:
+    """Raise each changed thread's ``last_event_id``; return the new values of those that exist.
+
+    In thread-id order, as every store does, so that writers lock rows alike.
+    """
+    last: dict[str, int] = {}
+    for thread_id in sorted(plan.changes):
+        change = plan.changes[thread_id]
+        ts = None if change.updated_at is None else stored_time(change.updated_at)
+        row = conn.execute(
+            CHANGE_THREAD.sql, {"thread": thread_id, "n": change.events, "ts": ts}
+        ).fetchone()
+        if row is not None:
+            last[thread_id] = int(row[0])
+    return last
+
+
+def recent_turns(conn: sqlite3.Connection, thread_id: str, limit: int) -> list[tuple[Role, str]]:
+    """The role and text of the thread's most recent ``limit`` messages, oldest first."""
+    rows = conn.execute(
+        RECENT_TURNS.sql, RECENT_TURNS.params({"thread": thread_id, "limit": limit})
+    ).fetchall()
+    return [(row[0], row[1]) for row in reversed(rows)]
+
+
+def events_after(
+    conn: sqlite3.Connection, thread_id: str, after_event_id: int, limit: int
+) -> list[StoredEvent]:
+    """Up to ``limit`` of the thread's events after ``after_event_id``, in order."""
+    params = EVENTS_AFTER.params({"thread": thread_id, "after": after_event_id, "limit": limit})
+    return [
+        StoredEvent(thread, event_id, kind, run_id, _RESULT_JSON(payload), protocol_time(ts))
+        for thread, event_id, kind, run_id, payload, ts in conn.execute(EVENTS_AFTER.sql, params)
+    ]
+
+
+def get_thread(conn: sqlite3.Connection, owner: str, thread_id: str) -> Thread | None:
+    """The thread when it exists and belongs to ``owner``."""
+    row = conn.execute(GET_THREAD.sql, {"thread": thread_id, "owner": owner}).fetchone()
+    if row is None:
+        return None
+    return Thread(row[0], row[1], row[2], protocol_time(row[3]), protocol_time(row[4]))
