@@ -99,8 +99,9 @@ class ChatService:
         self._runs = runs
         self._verifier = verifier
         self._on_refresh = on_refresh
-        self._seen: dict[str, SeenRanges] = {}
-        self._resuming: dict[str, list[Delivery]] = {}
+        # Made at the first event and the first resume: most sockets sit idle.
+        self._seen: dict[str, SeenRanges] | None = None
+        self._resuming: dict[str, list[Delivery]] | None = None
 
     async def handle(self, message: ClientMessage) -> None:
         """Carry out one parsed client message.
@@ -199,7 +200,7 @@ class ChatService:
         user_id = self.session.user_id
         if message.thread_id is None:
             return (await self._store.create_thread(user_id, message.text[:_TITLE_CHARS])).id
-        if message.thread_id in self._seen:
+        if self._seen is not None and message.thread_id in self._seen:
             return message.thread_id
         found = await self._store.get_thread(user_id, message.thread_id)
         return found.id if found is not None else None
@@ -209,24 +210,29 @@ class ChatService:
         if await store.get_thread(self.session.user_id, thread_id) is None:
             self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
             return
-        if thread_id in self._resuming:
+        resuming = self._resuming
+        if resuming is None:
+            resuming = self._resuming = {}
+        elif thread_id in resuming:
             self.error(
                 ErrorCode.INVALID_MESSAGE, "a resume of this thread is in progress", message.id
             )
             return
         # Live events of this thread wait while the log is read, so the client
         # sees the thread in event_id order.
-        self._resuming[thread_id] = []
+        resuming[thread_id] = []
         try:
             replayed = await self._replay(thread_id, message.after_event_id)
         finally:
-            waiting = self._resuming.pop(thread_id)
+            waiting = resuming.pop(thread_id)
+            if not resuming:
+                self._resuming = None
         if self._metrics is not None:
             self._metrics.resumed(replayed)
         for delivery in waiting:
             if self._first_sight(delivery.thread_id, delivery.event_id):
                 self._out.put(delivery.frame)
-        seen = self._seen.get(thread_id)
+        seen = self._seen.get(thread_id) if self._seen is not None else None
         last = seen.highest if seen is not None else message.after_event_id
         self._reply("resume_complete", {"last_event_id": last}, thread_id=thread_id)
 
@@ -283,11 +289,14 @@ class ChatService:
 
     def _first_sight(self, thread_id: str, event_id: int) -> bool:
         """Whether the socket has not had this event yet; it has from now on."""
-        seen = self._seen.get(thread_id)
+        tracked = self._seen
+        if tracked is None:
+            tracked = self._seen = {}
+        seen = tracked.get(thread_id)
         if seen is None:
-            if len(self._seen) >= _MAX_TRACKED_THREADS:
+            if len(tracked) >= _MAX_TRACKED_THREADS:
                 # Bound a long-lived socket's memory: forget the thread it met
                 # first. Only a resume of that thread could then repeat an event.
-                del self._seen[next(iter(self._seen))]
-            seen = self._seen[thread_id] = SeenRanges()
+                del tracked[next(iter(tracked))]
+            seen = tracked[thread_id] = SeenRanges()
         return seen.add(event_id)

@@ -128,6 +128,11 @@ class Connection:
         )
         session = self.session = await handshake.run()
         record.user_id, record.auth_method = session.user_id, session.auth_method
+        # The handshake read the upgrade's headers once; the scope lives as long
+        # as the socket, and they would, with the credential among them. The
+        # lifespan state is for the HTTP routes: the socket has its gateway.
+        self.scope["headers"] = ()
+        self.scope.pop("state", None)
         # Written before subscribing, so it is the socket's first frame whatever
         # a run of this user publishes meanwhile, and no sender task is needed yet.
         try:
@@ -191,52 +196,65 @@ class Connection:
             },
         )
 
+    # Receiving
+
     async def _run(self, service: ChatService) -> None:
+        """Read and handle messages until the socket closes, then finish sending.
+
+        The receive loop is this coroutine's own, not one it awaits: every open
+        socket keeps the chain of coroutines it waits in alive, one frame each.
+        """
         outbox = self._outbox
         assert outbox is not None  # noqa: S101 - set by _open
         self._schedule_expiry(service.session)
+        loop = asyncio.get_running_loop()
+        record = self.record
         try:
-            await self._receive_loop(outbox, service)
+            while not outbox.closing:
+                message = await self._receive()
+                if message["type"] == "websocket.disconnect":
+                    self._closed = True
+                    self._disconnected(message)
+                    break
+                record.frames_in += 1
+                verdict = self._verdict(loop.time())
+                try:
+                    parsed = _parse(message)
+                except ProtocolViolation as violation:
+                    self._refuse(service, violation, loop.time())
+                    continue
+                if verdict is Verdict.REFUSE:
+                    service.error(
+                        ErrorCode.RATE_LIMITED, "too many messages; slow down", parsed_id(parsed)
+                    )
+                    continue
+                await service.handle(parsed)
         except CloseConnection as exc:
             outbox.close(exc.code, exc.detail)
         await self._finish_sending()
 
-    # Receiving
+    def _verdict(self, now: float) -> Verdict:
+        """The rate limit's verdict on a message; a client that kept sending is closed.
 
-    async def _receive_loop(self, outbox: Outbox, service: ChatService) -> None:
-        loop = asyncio.get_running_loop()
-        settings = self.gw.settings
-        record = self.record
-        while not outbox.closing:
-            message = await self._receive()
-            if message["type"] == "websocket.disconnect":
-                self._closed = True
-                self._disconnected(message)
-                return
-            record.frames_in += 1
-            limiter = self._limiter
-            if limiter is None:
-                # Under chatgate's server the limiter also counts the socket's pings.
-                shared = shared_limiter(self.scope)
-                limiter = self._limiter = (
-                    shared.get()
-                    if shared is not None
-                    else RateLimiter(settings.rate_limit_messages, settings.rate_limit_window_s)
-                )
-            verdict = limiter.check(loop.time())
-            if verdict is Verdict.CLOSE:
-                raise CloseConnection(CloseCode.RATE_LIMITED, "kept sending past the rate limit")
-            try:
-                parsed = _parse(message)
-            except ProtocolViolation as violation:
-                self._refuse(service, violation, loop.time())
-                continue
-            if verdict is Verdict.REFUSE:
-                service.error(
-                    ErrorCode.RATE_LIMITED, "too many messages; slow down", parsed_id(parsed)
-                )
-                continue
-            await service.handle(parsed)
+        The limiter is made at the first message: many sockets never send one.
+
+        Raises:
+            CloseConnection: 4100, the client kept sending past the limit.
+        """
+        limiter = self._limiter
+        if limiter is None:
+            # Under chatgate's server the limiter also counts the socket's pings.
+            shared = shared_limiter(self.scope)
+            settings = self.gw.settings
+            limiter = self._limiter = (
+                shared.get()
+                if shared is not None
+                else RateLimiter(settings.rate_limit_messages, settings.rate_limit_window_s)
+            )
+        verdict = limiter.check(now)
+        if verdict is Verdict.CLOSE:
+            raise CloseConnection(CloseCode.RATE_LIMITED, "kept sending past the rate limit")
+        return verdict
 
     def _refuse(self, service: ChatService, violation: ProtocolViolation, now: float) -> None:
         invalid = self._invalid
