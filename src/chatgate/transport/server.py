@@ -38,11 +38,16 @@ _GC_THRESHOLD = 10_000
 _RFC_TOO_BIG = 1009
 _RFC_INTERNAL = 1011
 _SPARE_FILES = 256
+_UVICORN_ERROR_LOG = "uvicorn.error"
 """Descriptors beyond one per socket: store and broker pools, logs, the listening sockets."""
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """The server's configuration: the gateway's protocols, and uvloop when installed."""
+    """The server's configuration: the gateway's protocols, and uvloop when installed.
+
+    Call it once logging is configured: it pins uvicorn's error logger to the level in force.
+    """
+    _pin_uvicorn_log_level()
     options: dict[str, Any] = {
         "host": settings.bind_host,
         "port": settings.port,
@@ -62,6 +67,18 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     }
     options.update(overrides)
     return GatewayConfig(app, limits=TransportLimits.from_settings(settings), **options)
+
+
+def _pin_uvicorn_log_level() -> None:
+    """Give ``uvicorn.error`` its effective level as its own, the same lines passing.
+
+    uvicorn tests the logger's own level, not the effective one, to decide
+    whether to format a TRACE line: unset (0), it formats four per socket
+    only for the logger to drop them.
+    """
+    logger = logging.getLogger(_UVICORN_ERROR_LOG)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logger.getEffectiveLevel())
 
 
 def file_limit_warning(max_connections: int) -> str | None:
