@@ -1,6 +1,7 @@
 """A closed socket is freed by reference counting: none of chatgate's objects of a
-connection is left for the cycle collector, which would otherwise run every few
-dozen handshakes and walk every young object each time. Real uvicorn, real clients.
+connection, nor the server protocols under it, is left for the cycle collector,
+which would otherwise run every few dozen handshakes and walk every young object
+each time. Real uvicorn, real clients.
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from websockets.server import ServerProtocol
+
 from chatgate.chat.session import Session
 from chatgate.transport.outbox import Outbox
 from chatgate.transport.socket import Connection
+from chatgate.transport.uvicorn_http import GatewayHttpProtocol
+from chatgate.transport.uvicorn_ws import GatewayWebSocketProtocol
 
 from support import chat, established, running_server
 
-_OURS = (Connection, Outbox, Session)
+_OURS = (
+    Connection,
+    Outbox,
+    Session,
+    # The HTTP protocol hands the socket over at the upgrade; websockets' parser
+    # is a generator holding its protocol.
+    GatewayHttpProtocol,
+    GatewayWebSocketProtocol,
+    ServerProtocol,
+)
 _RELEASE_WAIT_S = 10.0
 
 

@@ -104,6 +104,7 @@ WEBSOCKETS_INTERNALS = (
     "extensions",
     "expect_continuation_frame",
     "max_message_size",
+    "parser",
 )
 """What the subclasses use of websockets' ``ServerProtocol``."""
 
@@ -174,11 +175,16 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self._counted = True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop counting the socket."""
+        """Stop counting the socket, and close websockets' parser: nothing more arrives.
+
+        The parser is a generator that holds its protocol: left suspended, the
+        pair is a reference cycle that only the garbage collector frees.
+        """
         if self._counted:
             self._counted = False
             self._limits.open_sockets -= 1
         super().connection_lost(exc)
+        self.conn.parser.close()
 
     def handle_connect(self, event: Request) -> None:
         """Start the app, offering it ``send_many`` and the socket's shared rate limiter."""
