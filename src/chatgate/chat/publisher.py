@@ -7,6 +7,12 @@ results in the order they were queued and publishes each committed event. So a
 turn's events share a few commits instead of one commit each, and still no
 client sees an event the store does not hold. One publisher serves all runs of
 a thread, so that its events go out in ``event_id`` order.
+
+A store that writes in this process hands back writes already done: when
+nothing of the thread waits before such a write, the run publishes it itself,
+with no publisher, task or wait (see ``RunManager.emit``). A publisher made
+while such a publish is under way starts ``held`` and drains once released, so
+that the thread's events still go out in order.
 """
 
 from __future__ import annotations
@@ -47,14 +53,26 @@ class ThreadPublisher:
     thread_id: str
     publish: Publish
     on_idle: Callable[[ThreadPublisher], None]
+    held: bool = False
+    """Set while an earlier event of the thread is being published elsewhere."""
     _items: deque[_Item] = field(default_factory=deque)
     _task: asyncio.Task[None] | None = None
 
     def push(self, run: Queuing, result: Awaitable[Any], *, publish: bool) -> None:
         """Take a queued write of ``run``; publish it once committed when ``publish``."""
+        if self._items and self._items[-1].result is result:
+            # The store folded this write into the one queued before it (deltas
+            # of one answer): one event, published once.
+            return
         run.queued += 1
         self._items.append(_Item(run, result, publish))
-        if self._task is None:
+        if self._task is None and not self.held:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def release(self) -> None:
+        """Start publishing what was pushed while held."""
+        self.held = False
+        if self._task is None and self._items:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:

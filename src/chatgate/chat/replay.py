@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chatgate.chat.runs import event_frame
 from chatgate.models import StoredEvent
-from chatgate.protocol import encode
+from chatgate.protocol import encode, event_frame
 
 MERGED_TEXT_CHARS = 32_768
 """Most code points one merged delta carries; a frame stays far below every size limit."""

@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from chatgate.agents.base import AgentFailure, HistoryEntry, RunContext
 from chatgate.agents.loader import LoadedAgent
@@ -29,10 +28,11 @@ from chatgate.errors import BrokerUnavailable, StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent, new_id
 from chatgate.ops.metrics import Metrics
-from chatgate.protocol import encode
+from chatgate.protocol import event_frame
 from chatgate.store.base import Store
 
 log = get_logger("chatgate.chat.runs")
+T = TypeVar("T")
 
 _FAILURE_MESSAGE_CHARS = 300
 # Pauses before each further look for a run's record (about 0.4 s in all):
@@ -43,18 +43,6 @@ INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it s
 def interrupted_payload(cid: str) -> dict[str, Any]:
     """The payload of the ``agent_error`` that ends a run whose process stopped."""
     return {"code": "run_interrupted", "message": INTERRUPTED_MESSAGE, "correlation_id": cid}
-
-
-def event_frame(event: StoredEvent) -> bytes:
-    """Encode a stored event; live delivery and ``resume`` send the same bytes."""
-    return encode(
-        event.type,
-        event.payload,
-        thread_id=event.thread_id,
-        run_id=event.run_id,
-        event_id=event.event_id,
-        ts=event.ts,
-    )
 
 
 @dataclass(slots=True)
@@ -96,9 +84,12 @@ class RunManager:
         self._broker = broker
         self._agent = agent
         self._runs: dict[str, Run] = {}
-        self._per_connection: Counter[str] = Counter()
-        self._per_user: Counter[str] = Counter()
+        # Plain dicts: Counter's missing-key and delete hooks are Python calls, twice a run.
+        self._per_connection: dict[str, int] = {}
+        self._per_user: dict[str, int] = {}
         self._publishers: dict[str, ThreadPublisher] = {}
+        # Threads whose event a run is publishing itself (see ``_publish_now``).
+        self._publishing: set[str] = set()
         self._stopping = False
         self._takes_context = _takes_context(agent.agent)
         self._metrics = metrics if metrics is not None else Metrics()
@@ -110,7 +101,7 @@ class RunManager:
 
     def in_flight(self, connection_id: str) -> int:
         """How many runs started from ``connection_id`` are still going."""
-        return self._per_connection[connection_id]
+        return self._per_connection.get(connection_id, 0)
 
     async def user_in_flight(self, user_id: str) -> int:
         """How many runs of ``user_id`` are going: here, and on the other instances.
@@ -121,7 +112,7 @@ class RunManager:
         Raises:
             StoreUnavailable: the store does not answer.
         """
-        here = self._per_user[user_id]
+        here = self._per_user.get(user_id, 0)
         if not self._broker.shared:
             return here
         return here + await self._store.count_running_runs(user_id, self.instance_id)
@@ -150,9 +141,15 @@ class RunManager:
         """
         run = Run(run_id, thread_id, user_id, connection_id, received_at=received_at)
         self._runs[run_id] = run
-        self._per_connection[connection_id] += 1
-        self._per_user[user_id] += 1
-        context = RunContext(user_id, thread_id, run_id, message_id, claims or {})
+        per_connection, per_user = self._per_connection, self._per_user
+        per_connection[connection_id] = per_connection.get(connection_id, 0) + 1
+        per_user[user_id] = per_user.get(user_id, 0) + 1
+        # Built only for an agent that takes it: a frozen dataclass is not free.
+        context = (
+            RunContext(user_id, thread_id, run_id, message_id, claims or {})
+            if self._takes_context
+            else None
+        )
         run.task = asyncio.create_task(
             self._execute(run, list(history), text, context, recorded=recorded), name=run_id
         )
@@ -218,17 +215,54 @@ class RunManager:
             await settled(run)
         if run.failure is not None:
             raise run.failure
-        result = self._store.queue_event(run.thread_id, run.run_id, kind, payload)
-        self._publisher(run.thread_id).push(run, result, publish=True)
+        thread_id = run.thread_id
+        result = self._store.queue_event(thread_id, run.run_id, kind, payload)
+        event = self._hand_over(run, result, publish=True)
+        if event is not None:
+            # Published from the run's task; a publisher made for the thread
+            # meanwhile holds the thread's later events until this one is out.
+            self._publishing.add(thread_id)
+            try:
+                await self._publish(run, event)
+            finally:
+                self._publishing.discard(thread_id)
+                waiting = self._publishers.get(thread_id)
+                if waiting is not None and waiting.held:
+                    waiting.release()
         if kind == "agent_text_delta":
             self._metrics.text_deltas += 1
         elif kind == "agent_error":
             self._metrics.agent_error(str(payload.get("code")))
 
+    def _hand_over(self, run: Run, result: Awaitable[T], *, publish: bool) -> T | None:
+        """Give a queued write to the thread's publisher, or return what the run publishes now.
+
+        A write already committed (a done future: a store in this process),
+        with nothing of its thread waiting before it, needs no publisher: when
+        ``publish``, it is returned for the run to publish itself; otherwise None.
+        """
+        thread_id = run.thread_id
+        if (
+            not isinstance(result, asyncio.Future)
+            or not result.done()
+            or thread_id in self._publishers
+            or thread_id in self._publishing
+        ):
+            self._publisher(thread_id).push(run, result, publish=publish)
+            return None
+        failure = result.exception()
+        if failure is not None:
+            if run.failure is None:
+                run.failure = failure
+            return None
+        return result.result() if publish and run.failure is None else None
+
     def _publisher(self, thread_id: str) -> ThreadPublisher:
         found = self._publishers.get(thread_id)
         if found is None:
             found = ThreadPublisher(thread_id, self._publish, self._publisher_idle)
+            # An event of the thread is going out from a run's task: later ones wait.
+            found.held = thread_id in self._publishing
             self._publishers[thread_id] = found
         return found
 
@@ -274,19 +308,12 @@ class RunManager:
         await self._settle(run)
         self._metrics.run_ended("interrupted")
 
-    async def _next(self, run: Run, events: AsyncIterator[Any]) -> Any:
-        run.awaiting_agent = True
-        try:
-            return await anext(events)
-        finally:
-            run.awaiting_agent = False
-
     async def _execute(
         self,
         run: Run,
         history: list[HistoryEntry],
         text: str,
-        context: RunContext,
+        context: RunContext | None,
         *,
         recorded: bool,
     ) -> None:
@@ -294,8 +321,7 @@ class RunManager:
             if not recorded:
                 # Queued with the first events: they share one commit.
                 record = RunRecord(run.run_id, run.thread_id, run.user_id, self.instance_id)
-                queued = self._store.queue_run(record)
-                self._publisher(run.thread_id).push(run, queued, publish=False)
+                self._hand_over(run, self._store.queue_run(record), publish=False)
             await self.emit(run, "agent_started", {"agent": self._agent.name})
             status = await self._outcome(run, history, text, context)
             await self._settle(run)
@@ -308,15 +334,15 @@ class RunManager:
             log.warning("run abandoned: store unavailable", run_id=run.run_id)
 
     def _iterate(
-        self, history: list[HistoryEntry], text: str, context: RunContext
+        self, history: list[HistoryEntry], text: str, context: RunContext | None
     ) -> AsyncIterator[Any]:
         agent = self._agent.agent
-        if self._takes_context:
+        if context is not None:
             return aiter(agent.run(history, text, context=context))  # type: ignore[call-arg]
         return aiter(agent.run(history, text))
 
     async def _outcome(
-        self, run: Run, history: list[HistoryEntry], text: str, context: RunContext
+        self, run: Run, history: list[HistoryEntry], text: str, context: RunContext | None
     ) -> RunStatus:
         """Drive the agent to the run's final event; return how the run ended."""
         events: AsyncIterator[Any] | None = None
@@ -360,18 +386,23 @@ class RunManager:
             run.thread_id, "assistant", payload["text"], run.run_id, run.answer.message_id
         )
         # Queued before the event: committed first, or in the same transaction.
-        self._publisher(run.thread_id).push(run, stored, publish=False)
+        self._hand_over(run, stored, publish=False)
         await self.emit(run, "agent_completed", payload)
 
     async def _drive(self, run: Run, events: AsyncIterator[Any]) -> None:
         answer = run.answer
+        step = events.__anext__
         while True:
             if run.cancel_requested:
                 raise asyncio.CancelledError
+            # Only while the agent has the turn may a cancel interrupt the run.
+            run.awaiting_agent = True
             try:
-                item = await self._next(run, events)
+                item = await step()
             except StopAsyncIteration:
                 raise AgentContractError("ended without agent_completed") from None
+            finally:
+                run.awaiting_agent = False
             try:
                 kind, payload = answer.event(item)
             except UnknownEvent as unknown:
@@ -404,7 +435,7 @@ def _takes_context(agent: object) -> bool:
     )
 
 
-def _release(counts: Counter[str], key: str) -> None:
+def _release(counts: dict[str, int], key: str) -> None:
     """Count one run fewer under ``key``, forgetting keys at zero (the counters stay small)."""
     left = counts[key] - 1
     if left > 0:

@@ -1,5 +1,9 @@
 """An in-process store: nothing survives the process. For tests and quick starts.
 
+Queued writes are done at once, in the order they are queued, and handed back
+as futures that already hold their outcome: a run publishes such an event
+without waiting for a commit (see ``chatgate.chat.publisher``).
+
 It keeps at most ``StoreOptions.memory_threads`` threads (``CHATGATE_MEMORY_THREADS``):
 past that, the thread touched longest ago is forgotten with its messages, events
 and finished runs, so that a long-running process does not grow without bound.
@@ -7,12 +11,13 @@ and finished runs, so that a long-running process does not grow without bound.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 import orjson
 
@@ -21,6 +26,17 @@ from chatgate.protocol import timestamp
 from chatgate.store.base import InstanceLease, StoreOptions
 
 _TERMINAL_EVENTS = frozenset({"agent_completed", "agent_error"})
+T = TypeVar("T")
+
+
+def _done(write: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
+    """Do ``write(*arguments)`` now; a future holds what it returned, or its LookupError."""
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    try:
+        future.set_result(write(*arguments))
+    except LookupError as error:
+        future.set_exception(error)
+    return future
 
 
 class MemoryStore:
@@ -83,6 +99,16 @@ class MemoryStore:
         message_id: str | None = None,
     ) -> Message:
         """Append a message and touch the thread (raises LookupError for an unknown thread)."""
+        return self._add_message(thread_id, role, content, run_id, message_id)
+
+    def _add_message(
+        self,
+        thread_id: str,
+        role: Role,
+        content: str,
+        run_id: str | None,
+        message_id: str | None,
+    ) -> Message:
         thread = self._thread(thread_id)
         now = timestamp()
         message = Message(message_id or new_id("msg"), thread_id, role, content, run_id, now)
@@ -121,6 +147,13 @@ class MemoryStore:
         """
         self._thread(thread_id)
         orjson.dumps(payload)
+        return self._append_event(thread_id, run_id, kind, payload)
+
+    def _append_event(
+        self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
+    ) -> StoredEvent:
+        if thread_id not in self._threads:
+            self._thread(thread_id)  # raises LookupError
         log = self._events[thread_id]
         event = StoredEvent(thread_id, len(log) + 1, kind, run_id, payload, timestamp())
         log.append(event)
@@ -128,10 +161,10 @@ class MemoryStore:
 
     def queue_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
-    ) -> Awaitable[StoredEvent]:
-        """Store the event when awaited; a payload that is not JSON raises TypeError now."""
+    ) -> asyncio.Future[StoredEvent]:
+        """Store the event now; a payload that is not JSON raises TypeError at once."""
         orjson.dumps(payload)
-        return self.append_event(thread_id, run_id, kind, payload)
+        return _done(self._append_event, thread_id, run_id, kind, payload)
 
     def queue_message(
         self,
@@ -140,9 +173,9 @@ class MemoryStore:
         content: str,
         run_id: str | None,
         message_id: str | None = None,
-    ) -> Awaitable[Message]:
-        """Store the message when awaited: nothing else writes in between in one process."""
-        return self.add_message(thread_id, role, content, run_id, message_id)
+    ) -> asyncio.Future[Message]:
+        """Store the message now."""
+        return _done(self._add_message, thread_id, role, content, run_id, message_id)
 
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
@@ -153,13 +186,16 @@ class MemoryStore:
 
     async def record_run(self, run: RunRecord) -> None:
         """Remember a running run."""
+        self._record_run(run)
+
+    def _record_run(self, run: RunRecord) -> None:
         # Built directly: dataclasses.replace costs ten times as much, twice per turn.
         self._runs[run.run_id] = RunRecord(run.run_id, run.thread_id, run.owner, run.instance_id)
         self._thread_runs[run.thread_id].append(run.run_id)
 
-    def queue_run(self, run: RunRecord) -> Awaitable[None]:
-        """Remember the run when awaited."""
-        return self.record_run(run)
+    def queue_run(self, run: RunRecord) -> asyncio.Future[None]:
+        """Remember the run now."""
+        return _done(self._record_run, run)
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""
