@@ -204,7 +204,10 @@ class Client(WSListener):  # type: ignore[misc]
         if measured:
             tally.frames += 1
             if data.startswith(flavor.delta):
-                tally.deltas += 1
+                # The agent's deltas, not frames: a store may send several in one
+                # (merged while they wait for one commit). Each is "w<n> ", and
+                # nothing else in a compact JSON frame holds a space.
+                tally.deltas += data.count(b" ")
         if self.mode == "echo":
             self._completed(now, measured)
         elif data.startswith(flavor.completed):
@@ -246,6 +249,10 @@ class Recorder(WSListener):
     def count(self, prefix: bytes) -> int:
         """How many of the frames received so far start with ``prefix``."""
         return sum(1 for frame in self.frames if frame.startswith(prefix))
+
+    def words(self, prefix: bytes) -> int:
+        """The bench agent's deltas (``w<n> ``) in the frames starting with ``prefix``."""
+        return sum(frame.count(b" ") for frame in self.frames if frame.startswith(prefix))
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport

@@ -319,7 +319,8 @@ async def _resume(job: dict[str, Any], channel: Channel) -> None:
         await close_all([producer])
     (ack,) = [frame for frame in producer.frames if frame.startswith(_ACK)]
     thread_id = orjson.loads(ack)["thread_id"]
-    channel.send({"ready": {"live_deltas": producer.count(_DELTA)}})
+    # Deltas, not frames: the store may have merged some while they waited for a commit.
+    channel.send({"ready": {"live_deltas": producer.words(_DELTA)}})
     await channel.recv(60)
     replays = [await _replay(target, user, thread_id) for _ in range(job["repeats"])]
     channel.send({"result": {"replays": replays}})

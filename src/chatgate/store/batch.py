@@ -3,6 +3,11 @@
 A batch holds the writes of many chat turns. :class:`BatchPlan` sorts them by
 table so that each table is written with one statement, and places the event and
 message ids once the database has said where each thread's log stands.
+
+A streamed answer's deltas queued one after the other, while they wait for the
+same commit, become one :class:`NewDelta`: one row and one event whose text is
+theirs joined (``agent_text_delta`` places text by offset, so a client builds
+the same answer from it), up to :data:`MERGED_DELTA_CHARS` code points.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from chatgate.models import Message, RunRecord, RunStatus, StoredEvent, Thread
 
@@ -24,6 +31,72 @@ class NewEvent:
     payload: dict[str, Any] = field(repr=False)
     encoded: str = field(repr=False)
     ts: str
+
+
+DELTA = "agent_text_delta"
+MERGED_DELTA_CHARS = 32_768
+"""Most code points one stored (or replayed) delta carries when several are merged."""
+_DELTA_KEYS = frozenset({"message_id", "offset", "text"})
+
+
+@dataclass(slots=True)
+class NewDelta:
+    """Consecutive text deltas of one answer waiting in the group commit: one event."""
+
+    thread_id: str
+    run_id: str | None
+    message_id: str
+    offset: int
+    pieces: list[str]
+    chars: int
+    ts: str
+
+    @classmethod
+    def of(
+        cls, thread_id: str, run_id: str | None, payload: dict[str, Any], ts: str
+    ) -> NewDelta | None:
+        """The delta of ``payload``, or None when it is not a plain delta (it is stored as is).
+
+        Raises:
+            TypeError: the text cannot be encoded as JSON.
+        """
+        if payload.keys() != _DELTA_KEYS:
+            return None
+        text, offset, message_id = payload["text"], payload["offset"], payload["message_id"]
+        if type(text) is not str or type(offset) is not int or type(message_id) is not str:
+            return None
+        # Encoded when the batch is written: here only refused as early as any payload.
+        orjson.dumps(text)
+        return cls(thread_id, run_id, message_id, offset, [text], len(text), ts)
+
+    def absorb(self, later: NewDelta) -> bool:
+        """Take ``later``'s text when it continues this answer right where this one ends."""
+        if (
+            later.offset != self.offset + self.chars
+            or later.message_id != self.message_id
+            or later.thread_id != self.thread_id
+            or later.run_id != self.run_id
+            or self.chars + later.chars > MERGED_DELTA_CHARS
+        ):
+            return False
+        self.pieces += later.pieces
+        self.chars += later.chars
+        return True
+
+    def event(self) -> NewEvent:
+        """The event to store: the pieces' text joined."""
+        payload = {
+            "message_id": self.message_id,
+            "offset": self.offset,
+            "text": "".join(self.pieces),
+        }
+        encoded = orjson.dumps(payload).decode()
+        return NewEvent(self.thread_id, self.run_id, DELTA, payload, encoded, self.ts)
+
+
+def absorb(pending: Write, later: Write) -> bool:
+    """The group commit's merge: ``later`` joins ``pending`` when both are deltas that follow."""
+    return isinstance(later, NewDelta) and isinstance(pending, NewDelta) and pending.absorb(later)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +130,7 @@ class EndedRun:
     ts: str
 
 
-Write = NewThread | NewMessage | NewRun | EndedRun | NewEvent
+Write = NewThread | NewMessage | NewRun | EndedRun | NewEvent | NewDelta
 """One store call's write, waiting in the group commit."""
 Written = Thread | Message | StoredEvent | None
 """What a write gives its caller back once committed."""
@@ -93,7 +166,7 @@ class BatchPlan:
         """Sort ``writes``; the rows that depend on no thread's answer are ready at once."""
         plan = cls(writes)
         for write in writes:
-            if isinstance(write, NewEvent):
+            if isinstance(write, NewEvent | NewDelta):
                 plan._change(write.thread_id).events += 1
             elif isinstance(write, NewMessage):
                 plan._change(write.message.thread_id).updated_at = write.message.created_at
@@ -152,6 +225,8 @@ class BatchPlan:
         for write in self.writes:
             if isinstance(write, NewEvent):
                 results.append(self._place_event(write, next_id))
+            elif isinstance(write, NewDelta):
+                results.append(self._place_event(write.event(), next_id))
             elif isinstance(write, NewMessage):
                 results.append(self._place_message(write.message, next_id))
             elif isinstance(write, NewThread):

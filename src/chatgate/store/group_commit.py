@@ -27,6 +27,9 @@ Out = TypeVar("Out")
 Writer = Callable[[list[In]], Awaitable[Sequence[Out | Exception]]]
 """Writes a batch in one transaction; returns one result, or the error of that item, per item."""
 
+Merger = Callable[[In, In], bool]
+"""Folds a new item into the last pending one when it can (True): both then share one result."""
+
 Observer = Callable[[float, int], None]
 """Told each write's duration in seconds and how many items it held (metrics)."""
 
@@ -38,10 +41,18 @@ class GroupCommitClosed(Exception):
 class GroupCommit(Generic[In, Out]):
     """Batches concurrent submissions into single calls of ``write``."""
 
-    def __init__(self, write: Writer[In, Out], *, linger_s: float, max_items: int) -> None:
+    def __init__(
+        self,
+        write: Writer[In, Out],
+        *,
+        linger_s: float,
+        max_items: int,
+        merge: Merger[In] | None = None,
+    ) -> None:
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         self._write = write
+        self._merge = merge
         self._linger_s = max(linger_s, 0.0)
         self._max_items = max_items
         self._pending: deque[tuple[In, asyncio.Future[Out], float]] = deque()
@@ -68,12 +79,19 @@ class GroupCommit(Generic[In, Out]):
         """Queue ``item`` now; the future gets its result once the batch holding it is committed.
 
         Items are written, and their futures resolved, in the order they were queued.
+        An item that ``merge`` folds into the last pending one gets that one's
+        future: the same object, which tells its caller.
 
         Raises:
             GroupCommitClosed: the batcher was closed.
         """
         if self._closed:
             raise GroupCommitClosed
+        if self._merge is not None and self._pending:
+            last, last_future, _ = self._pending[-1]
+            # Pending items are not being written yet: the last one may still grow.
+            if not last_future.done() and self._merge(last, item):
+                return last_future
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._pending.append((item, future, loop.time()))

@@ -41,8 +41,10 @@ from chatgate.protocol import timestamp
 from chatgate.store import statements
 from chatgate.store.base import StoreOptions
 from chatgate.store.batch import (
+    DELTA,
     BatchPlan,
     EndedRun,
+    NewDelta,
     NewEvent,
     NewMessage,
     NewRun,
@@ -50,6 +52,7 @@ from chatgate.store.batch import (
     ThreadChange,
     Write,
     Written,
+    absorb,
 )
 from chatgate.store.group_commit import GroupCommit, GroupCommitClosed, Observer
 from chatgate.store.schema import (
@@ -77,7 +80,7 @@ class SQLStore(SQLLeases):
 
     def __init__(self, options: StoreOptions) -> None:
         self._writes = GroupCommit[Write, Written](
-            self._write, linger_s=options.batch_ms / 1000, max_items=options.batch_max
+            self._write, linger_s=options.batch_ms / 1000, max_items=options.batch_max, merge=absorb
         )
 
     # Lifecycle
@@ -181,8 +184,12 @@ class SQLStore(SQLLeases):
         """
         # Encoded here, once: a payload that cannot be encoded fails its own
         # caller, at once, instead of the whole batch it would have joined.
-        encoded = orjson.dumps(payload).decode()
-        new = NewEvent(thread_id, run_id, kind, payload, encoded, timestamp())
+        new: Write | None = None
+        if kind == DELTA:
+            new = NewDelta.of(thread_id, run_id, payload, timestamp())
+        if new is None:
+            encoded = orjson.dumps(payload).decode()
+            new = NewEvent(thread_id, run_id, kind, payload, encoded, timestamp())
         try:
             queued = self._writes.enqueue(new)
         except GroupCommitClosed as exc:
