@@ -56,6 +56,24 @@ def test_websockets_server_protocol_still_has(
     )
 
 
+def test_the_protocol_sets_every_attribute_uvicorns_init_sets(
+    protocol: WebSocketsSansIOProtocol,
+) -> None:
+    # GatewayWebSocketProtocol.__init__ repeats uvicorn's instead of calling it.
+    config = uvicorn.Config(_app, log_config=None)
+    config.load()
+    theirs = WebSocketsSansIOProtocol(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.new_event_loop()
+    )
+    missing = sorted(set(vars(theirs)) - set(vars(protocol)))
+    assert missing == [], (
+        f"uvicorn's WebSocketsSansIOProtocol.__init__ now sets {missing}: "
+        "GatewayWebSocketProtocol.__init__ must set them too"
+    )
+    assert isinstance(protocol.conn, ServerProtocol)
+    assert protocol.conn.max_message_size == theirs.conn.max_message_size
+
+
 def test_the_overridden_methods_are_still_called_by_uvicorn() -> None:
     # An override of a method uvicorn renamed would silently never run.
     for name in (

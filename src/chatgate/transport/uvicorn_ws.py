@@ -34,8 +34,11 @@ import asyncio
 import logging
 from typing import Any, cast
 
+from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -50,6 +53,8 @@ from chatgate.transport.send_many import SEND_MANY, SEND_MANY_EXTENSION, seriali
 from chatgate.transport.uvicorn_http import limits_of
 
 log = logging.getLogger("chatgate.transport.uvicorn_ws")
+_UVICORN_LOG = logging.getLogger("uvicorn.error")
+"""The logger uvicorn's protocol and websockets' write to (looked up once, not per socket)."""
 
 _RFC_ABNORMAL = 1006
 _RFC_INVALID_DATA = 1007
@@ -147,20 +152,75 @@ class _GatewayServerProtocol(ServerProtocol):
         super().fail(code, reason)
 
 
+def _extensions(config: Config) -> list[Any]:
+    """The extensions offered, as uvicorn's protocol builds them."""
+    if not config.ws_per_message_deflate:
+        return []
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+        )
+    ]
+
+
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sansio protocol with the close codes of the wire contract."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The subclass only overrides methods: swapping the class of the
-        # protocol uvicorn built costs nothing, building a second one does.
-        self.conn.__class__ = _GatewayServerProtocol
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # uvicorn's __init__, attribute for attribute, without building the
+        # asyncio Queue and Event it would replace at once: building those cost
+        # more than the rest of the protocol. test_uvicorn_internals checks
+        # that this sets every attribute uvicorn's __init__ sets.
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.logger = _UVICORN_LOG
+        self.root_path = config.root_path
+        self.asgi_version = config.asgi_version
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.default_headers = server_state.default_headers
+        self.transport = None  # type: ignore[assignment]
+        self.server = None
+        self.client = None
+        self.scheme = None  # type: ignore[assignment]
         inbox = self._inbox = Inbox()
         # uvicorn only puts into the queue and sets or clears the flag (and
         # waits on it in send); receive is this class's own.
         self.queue = cast("asyncio.Queue[Any]", inbox)
+        self.handshake_initiated = False
+        self.handshake_complete = False
+        self.close_sent = False
+        self.disconnected = False
+        self.close_timer = None
+        self.close_timeout = 10.0
+        self.initial_response = None
+        self.conn = _GatewayServerProtocol(
+            extensions=_extensions(config), max_size=config.ws_max_size, logger=_UVICORN_LOG
+        )
+        self.read_paused = False
         self.writable = cast("asyncio.Event", Writable())
-        self._limits = limits_of(self.config)
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+        self.ping_timer = None
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.ping_sent_at = 0.0
+        self.last_ping_rtt = 0.0
+        self.frames = []
+        self.curr_msg_data_type = "bytes"
+        self._limits = limits_of(config)
         self._frame_limit: SharedLimiter | None = None
         self._counted = False
 
