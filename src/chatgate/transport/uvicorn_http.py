@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
@@ -26,6 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chatgate.settings import Settings
+from chatgate.transport.head_deadlines import HeadDeadlines
 from chatgate.transport.origins import allowed_hosts, host_allowed
 
 log = logging.getLogger("chatgate.transport.uvicorn_http")
@@ -70,6 +71,15 @@ class TransportLimits:
     rate_limit_window_s: float = 10.0
     open_sockets: int = 0
     """WebSockets open in this process: counted by the WebSocket protocol."""
+    head_deadlines: HeadDeadlines | None = field(default=None, repr=False, compare=False)
+    """The handshake timeouts of the heads still arriving (made by the first connection)."""
+
+    def deadlines_on(self, loop: asyncio.AbstractEventLoop) -> HeadDeadlines:
+        """The head deadlines of the connections served on ``loop``."""
+        deadlines = self.head_deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self.head_deadlines = HeadDeadlines(loop, self.handshake_timeout_s)
+        return deadlines
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransportLimits:
@@ -122,7 +132,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # Bytes of the current request head seen so far; None once it is complete.
         self._head_seen: int | None = 0
         self._heads_done = 0
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_deadlines: HeadDeadlines | None = None
+        self._head_timed = False
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._refusal: bytes | None = None
         # A final response was sent: what still arrives is read and dropped.
         self._lingering = False
@@ -145,7 +157,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if seen is None:
             self._feed(data)
             return
-        if self._head_timer is None:
+        if not self._head_timed:
             self._arm_head_timer()
         room = self._limits.max_header_bytes - seen
         if len(data) <= room:
@@ -188,25 +200,26 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_seen = None
         self._heads_done += 1
         self._cancel_head_timer()
-        host = next((value for name, value in self.headers if name == b"host"), None)
-        if not host_allowed(
-            host.decode("latin-1") if host is not None else None, self._limits.hosts
-        ):
+        limits = self._limits
+        if limits.hosts is not None and not host_allowed(_host_of(self.headers), limits.hosts):
             self._refusal = _response(421, "host not served here (CHATGATE_ALLOWED_HOSTS)\n")
             raise _Refused
-        if self.parser.should_upgrade() and self._should_upgrade():
-            limits = self._limits
-            if limits.open_sockets >= limits.max_connections:
-                log.warning(
-                    "upgrade refused with 503: %d sockets open (CHATGATE_MAX_CONNECTIONS)",
-                    limits.open_sockets,
-                )
-                self._refusal = _response(
-                    503,
-                    "too many open connections; retry later\n",
-                    retry_after=RETRY_AFTER_S,
-                )
-                raise _Refused
+        # The cheap comparison first: the upgrade checks walk the headers.
+        if (
+            limits.open_sockets >= limits.max_connections
+            and self.parser.should_upgrade()
+            and self._should_upgrade()
+        ):
+            log.warning(
+                "upgrade refused with 503: %d sockets open (CHATGATE_MAX_CONNECTIONS)",
+                limits.open_sockets,
+            )
+            self._refusal = _response(
+                503,
+                "too many open connections; retry later\n",
+                retry_after=RETRY_AFTER_S,
+            )
+            raise _Refused
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -245,23 +258,38 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             transport.close()
             return
         transport.write_eof()
-        self._head_timer = self.loop.call_later(self._limits.handshake_timeout_s, transport.close)
+        self._linger_timer = self.loop.call_later(self._limits.handshake_timeout_s, transport.close)
 
     def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(
-            self._limits.handshake_timeout_s, self._head_timed_out
-        )
+        deadlines = self._head_deadlines
+        if deadlines is None:
+            deadlines = self._head_deadlines = self._limits.deadlines_on(self.loop)
+        deadlines.start(self)
+        self._head_timed = True
 
     def _cancel_head_timer(self) -> None:
-        timer, self._head_timer = self._head_timer, None
+        if self._head_timed:
+            self._head_timed = False
+            assert self._head_deadlines is not None  # noqa: S101 - set when timed
+            self._head_deadlines.stop(self)
+        timer, self._linger_timer = self._linger_timer, None
         if timer is not None:
             timer.cancel()
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
+    def head_timed_out(self) -> None:
+        """The request head did not complete within the handshake timeout: close."""
+        self._head_timed = False
         if self._head_seen is not None and not self.transport.is_closing():
             log.debug("closed a connection whose request head did not complete in time")
             self.transport.close()
+
+
+def _host_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The request's first ``Host`` header as text, or None."""
+    for name, value in headers:
+        if name == b"host":
+            return value.decode("latin-1")
+    return None
 
 
 def _response(status: int, body: str, *, retry_after: int | None = None) -> bytes:
