@@ -20,6 +20,8 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from bench import frames
 
 _TEXT = WSMsgType.TEXT
+ROUND_TRIPS = frozenset({"chat", "parity"})
+"""Modes whose request is a chat message completed by ``agent_completed``, timed per request."""
 MAX_REQUESTS_PER_SOCKET = 10_000_000
 """A bound on every socket's request loop, besides the measurement window."""
 
@@ -31,6 +33,7 @@ class Flavor:
     name: str
     path: str
     chat: bytes
+    parity: bytes
     stream: bytes
     deltas: bytes
     ping: bytes
@@ -44,6 +47,7 @@ JSON = Flavor(
     "json",
     "/ws",
     frames.JSON_CHAT,
+    frames.JSON_PARITY,
     frames.JSON_STREAM,
     frames.JSON_DELTAS,
     frames.JSON_PING,
@@ -56,6 +60,7 @@ SOCKETIO = Flavor(
     "socketio",
     "/socket.io/?EIO=4&transport=websocket",
     frames.SIO_CHAT,
+    frames.SIO_PARITY,
     frames.SIO_STREAM,
     frames.SIO_DELTAS,
     frames.SIO_PING,
@@ -98,7 +103,8 @@ class Client(WSListener):  # type: ignore[misc]
     """One socket: authenticates, then runs closed-loop requests while ``tally.sending``.
 
     ``mode`` is ``idle`` (authenticate and wait), ``echo`` (a ping, any reply
-    completes it), ``chat`` (a chat message, completed by ``agent_completed``),
+    completes it), ``chat`` (a chat message, completed by ``agent_completed``), ``parity``
+    (the same with the parity message: the lean server's five events from chatgate too),
     ``stream`` (a ``stream N`` message; every frame counts as an event) or
     ``deltas`` (a ``deltas N`` message; ``agent_text_delta`` frames are counted apart).
     """
@@ -116,6 +122,7 @@ class Client(WSListener):  # type: ignore[misc]
         self.closing = False
         requests = {
             "chat": flavor.chat,
+            "parity": flavor.parity,
             "stream": flavor.stream,
             "deltas": flavor.deltas,
             "echo": flavor.ping,
@@ -211,10 +218,10 @@ class Client(WSListener):  # type: ignore[misc]
         if self.mode == "echo":
             self._completed(now, measured)
         elif data.startswith(flavor.completed):
-            if measured and self.mode == "chat":
+            if measured and self.mode in ROUND_TRIPS:
                 tally.to_completed.append(now - self.sent_at)
             self._completed(now, measured)
-        elif data.startswith(flavor.started) and measured and self.mode == "chat":
+        elif data.startswith(flavor.started) and measured and self.mode in ROUND_TRIPS:
             tally.to_started.append(now - self.sent_at)
 
     def _completed(self, _now: float, measured: bool) -> None:

@@ -13,6 +13,9 @@ from typing import Any
 import orjson
 
 CHAT_TEXT = "what is 6*7?"
+PARITY_TEXT = "lean"
+"""The message of the parity round trip: the bench agent answers it with what
+``bench/server_socketio_lean.py`` sends for any message (``LEAN_TEXT`` there)."""
 STREAM_EVENTS = 100
 """Events per run in the event-delivery scenario (plus ack, started and completed)."""
 ANSWER_DELTAS = 200
@@ -114,6 +117,7 @@ def requested_stream(data: bytes) -> int | None:
 _CHAT_MESSAGE = {"id": "1", "payload": {"text": CHAT_TEXT}}
 _STREAM_MESSAGE = {"id": "1", "payload": {"text": f"stream {STREAM_EVENTS}"}}
 _DELTAS_MESSAGE = {"id": "1", "payload": {"text": f"deltas {ANSWER_DELTAS}"}}
+_PARITY_MESSAGE = {"id": "1", "payload": {"text": PARITY_TEXT}}
 
 
 def json_request(kind: str, body: dict[str, Any]) -> bytes:
@@ -129,8 +133,10 @@ def socketio_event(event: str, body: dict[str, Any]) -> bytes:
 JSON_CHAT = json_request("user_message", _CHAT_MESSAGE)
 JSON_STREAM = json_request("user_message", _STREAM_MESSAGE)
 JSON_DELTAS = json_request("user_message", _DELTAS_MESSAGE)
+JSON_PARITY = json_request("user_message", _PARITY_MESSAGE)
 JSON_PING = json_request("ping", {"id": 1})
 SIO_CHAT = socketio_event("user_message", _CHAT_MESSAGE)
 SIO_STREAM = socketio_event("user_message", _STREAM_MESSAGE)
 SIO_DELTAS = socketio_event("user_message", _DELTAS_MESSAGE)
+SIO_PARITY = socketio_event("user_message", _PARITY_MESSAGE)
 SIO_PING = socketio_event("ping", {"id": 1})

@@ -9,6 +9,11 @@ and prints instructions per operation and the ratio to the first server::
 
     .venv/bin/python -m bench.instructions --op handshakes --servers chatgate,uvicorn
     .venv/bin/python -m bench.instructions --op chat --count 100
+    .venv/bin/python -m bench.instructions --op parity --servers chatgate,socketio-lean
+
+``chat`` is the demo agent's turn (``what is 6*7?``: ack and eight events from
+chatgate); ``parity`` is the turn that sends what the lean python-socketio
+server sends (ack and five events, see ``bench/bench_agent.py``).
 
 Needs valgrind (Debian's ``valgrind`` package). Under callgrind a server runs
 about fifty times slower: counts stay small, and startup takes a while.
@@ -61,9 +66,9 @@ async def _handshakes(target: Target, count: int) -> None:
         await asyncio.wait_for(client.transport.wait_disconnected(), _OP_TIMEOUT_S)
 
 
-async def _chats(target: Target, count: int) -> None:
+async def _round_trips(target: Target, count: int, mode: str) -> None:
     tally = Tally(window=Window(0.0, float("inf")))
-    client = await open_client(target, "chat", tally, "instructions-user")
+    client = await open_client(target, mode, tally, "instructions-user")
     idle = client.start()
     async with asyncio.timeout(_OP_TIMEOUT_S * count):
         # The client counts in its frame callback; a bounded poll is the simplest wait.
@@ -78,7 +83,15 @@ async def _chats(target: Target, count: int) -> None:
         raise RuntimeError(f"{tally.errors} chat round trips failed")
 
 
-_OPERATIONS = {"handshakes": _handshakes, "chat": _chats}
+async def _chats(target: Target, count: int) -> None:
+    await _round_trips(target, count, "chat")
+
+
+async def _parity(target: Target, count: int) -> None:
+    await _round_trips(target, count, "parity")
+
+
+_OPERATIONS = {"handshakes": _handshakes, "chat": _chats, "parity": _parity}
 
 
 def _control(pid: int, *arguments: str) -> None:

@@ -5,11 +5,11 @@ METHOD = """\
 
 - **chatgate**: `chatgate serve` as operators run it (production tier, memory store and
   broker, `CHATGATE_LOG_LEVEL=WARNING`, no compression), with the bench agent
-  (`bench/bench_agent.py`: the demo agent, plus `stream N` and `deltas N`). Rate and per-user
-  limits are raised (`CHATGATE_RATE_LIMIT_MESSAGES` 100,000,000 a second) so that load, not
-  policy, decides; every load socket is its own user. Tokens go in `Authorization: Bearer`;
-  each load user's token is minted once and reused when it reconnects, as a client does, so
-  the handshake figure is the server's cost, not PyJWT's.
+  (`bench/bench_agent.py`: the demo agent, plus `lean`, `stream N` and `deltas N`). Rate and
+  per-user limits are raised (`CHATGATE_RATE_LIMIT_MESSAGES` 100,000,000 a second) so that
+  load, not policy, decides; every load socket is its own user. Tokens go in
+  `Authorization: Bearer`; each load user's token is minted once and reused when it
+  reconnects, as a client does, so the handshake figure is the server's cost, not PyJWT's.
 - **chatgate, SQLite store**: the same, with `CHATGATE_DATABASE_URL=sqlite:///...` (a file in
   the run's scratch directory).
 - **chatgate, PostgreSQL store**: the same on the local PostgreSQL
@@ -40,6 +40,13 @@ recognise frames by prefix and never parse them, each socket closed-loop (next r
 the previous one completed), 127.0.0.1 only, every loop bounded in count and time.
 A chat round trip is `user_message` (a new thread each time) through `agent_completed`;
 latencies are measured from the send to the arrival of `agent_started` and `agent_completed`.
+**Parity round trips** (`parity100`, reported beside `chat100`, never instead of it): the same
+closed loop with the message `lean`, which the bench agent answers with exactly what the lean
+python-socketio server sends for any message: `agent_started`, thinking, the calculator's
+`tool_executing` and `tool_completed` (chatgate adds their `tool_call_id`), and
+`agent_completed` with the answer text; no deltas, no calculator run. Both servers then send
+an ack and five events per turn; chatgate still stores the user message, the run, each event
+(before it goes out) and the answer. It runs on chatgate and the lean server only.
 Event delivery counts every frame of `stream 100` runs reaching the clients. Idle memory is
 the growth of the server's RSS after a warm-up, divided by the authenticated sockets it holds.
 
@@ -73,8 +80,9 @@ at once would fill the socket's 1 MiB send queue before the socket could write (
 model streaming over the network never does that. The 200-delta runs never pause.
 
 Timed figures on this kind of machine move by a third from run to run. For a figure the noise
-does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`) counts
-with callgrind the instructions each server executes per operation, and their ratio.
+does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`, or
+`--op parity`) counts with callgrind the instructions each server executes per operation, and
+their ratio.
 
 To see where chatgate's time goes under one of these loads (py-spy comes with the bench extra):
 `.venv/bin/python -m bench.profiling --scenario chat` (also `handshakes`, `echo`, `chat1000`,

@@ -130,7 +130,8 @@ class ServerSpec:
                 **CHATGATE_LOAD_ENV,
                 "CHATGATE_JWT_SECRET": secret,
                 "CHATGATE_DATABASE_URL": database,
-                "PYTHONPATH": str(BENCH),
+                # The chatgate next to this bench, whichever checkout is installed.
+                "PYTHONPATH": os.pathsep.join((str(BENCH), str(REPO / "src"))),
                 **broker,
             }
         )

@@ -25,6 +25,7 @@ _SCENARIOS = {
     "echo": {"kind": "load", "mode": "echo", "sockets": 100},
     "chat": {"kind": "load", "mode": "chat", "sockets": 100},
     "chat1000": {"kind": "load", "mode": "chat", "sockets": 1000},
+    "parity": {"kind": "load", "mode": "parity", "sockets": 100},
     "stream": {"kind": "load", "mode": "stream", "sockets": 100},
 }
 

@@ -15,7 +15,10 @@ AGAINST = ("chatgate", *SOCKETIO)
 
 def store_rows(config: Config) -> list[Row]:
     """The throughput figures measured on each store."""
-    found = [Row(f"chat{n}", f"chat round trips, {n:,} sockets", "/s") for n in config.chat_sockets]
+    found = []
+    for n in config.chat_sockets:
+        found.append(Row(f"chat{n}", f"chat round trips, {n:,} sockets", "/s"))
+        found.append(Row(f"parity{n}", f"parity round trips, {n:,} sockets", "/s"))
     found.append(
         Row(
             "stream",

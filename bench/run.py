@@ -36,6 +36,7 @@ from bench.scenarios import (
     handshakes,
     idle,
     latency,
+    parity,
     resume,
     run_on_fresh_server,
     stream,
@@ -48,6 +49,8 @@ STORE_SCENARIOS = frozenset({"chat100", "chat1000", "stream"})
 """Where chatgate with a persistent store is measured too: the paths that write events."""
 STREAMED_SCENARIOS = frozenset({"deltas", "resume"})
 """Measured on chatgate only, once per store (``Config.stores``): streamed answers."""
+PARITY_SERVERS = ("chatgate", "socketio-lean")
+"""Where the parity round trip runs: chatgate, and the lean server whose turn it copies."""
 LATENCY_SERVERS = ("socketio", "socketio-lean")
 """Besides chatgate on each store, the servers the one-socket latency is measured on."""
 CONFIGS = {
@@ -102,6 +105,7 @@ EXTRAS: tuple[tuple[str, ...], ...] = (
     ("broker",),
     ("instructions", "--op", "handshakes", "--servers", _BASELINES),
     ("instructions", "--op", "chat", "--servers", f"{_BASELINES},socketio-lean", "--count", "100"),
+    ("instructions", "--op", "parity", "--servers", "chatgate,socketio-lean", "--count", "100"),
 )
 """Benchmarks other modules of ``bench/`` provide, with their arguments; a full run
 includes what they print."""
@@ -110,7 +114,8 @@ _EXTRA_TIMEOUT_S = 300
 
 def scenarios(config: Config) -> list[Scenario]:
     """The scenarios of a run, in order (those of ``config.only`` when it names any)."""
-    chats = [chat(n) for n in config.chat_sockets]
+    # Each demo-agent chat figure, then the parity one beside it.
+    chats = [scenario for n in config.chat_sockets for scenario in (chat(n), parity(n))]
     every = [handshakes, echo, *chats, latency, stream, deltas, resume, idle]
     if config.crowd_steps:
         every.append(crowd)
@@ -125,6 +130,8 @@ def servers_for(config: Config, scenario: str, index: int) -> tuple[str, ...]:
         names = config.stores + tuple(s for s in LATENCY_SERVERS if s in config.servers)
     elif scenario == "crowd":
         names = ("chatgate",)
+    elif scenario.startswith("parity"):
+        names = tuple(s for s in PARITY_SERVERS if s in config.servers)
     elif scenario in STORE_SCENARIOS:
         names = config.servers
     else:

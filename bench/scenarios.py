@@ -165,14 +165,18 @@ def echo(ctx: Context, server: Server) -> Metrics:
     return {"echo": sum(r["completed"] for r in results) / ctx.config.duration}
 
 
-def chat(sockets: int) -> Scenario:
-    """Chat round trips per second on ``sockets`` sockets, and latency percentiles."""
+def chat(sockets: int, mode: str = "chat") -> Scenario:
+    """Chat round trips per second on ``sockets`` sockets, and latency percentiles.
+
+    ``mode`` ``chat`` sends ``what is 6*7?`` (the demo agent's turn); ``parity`` is
+    :func:`parity`. The figures are named ``{mode}{sockets}``.
+    """
+    key = f"{mode}{sockets}"
 
     def measure(ctx: Context, server: Server) -> Metrics:
-        results = _load(ctx, server, f"chat{sockets}", "chat", sockets)
+        results = _load(ctx, server, key, mode, sockets)
         started = [s for r in results for s in r["to_started"]]
         completed = [s for r in results for s in r["to_completed"]]
-        key = f"chat{sockets}"
         metrics = {key: sum(r["completed"] for r in results) / ctx.config.duration}
         # No sample, no percentile: a run slower than the window shows as "n/a", not 0 ms.
         for edge, samples in (("started", started), ("completed", completed)):
@@ -181,8 +185,19 @@ def chat(sockets: int) -> Scenario:
                 metrics[f"{key}_{edge}_p99"] = percentile(samples, 0.99) * 1000
         return metrics
 
-    measure.__name__ = f"chat{sockets}"
+    measure.__name__ = key
     return measure
+
+
+def parity(sockets: int) -> Scenario:
+    """The chat round trip with what the lean python-socketio server sends: ``parity{sockets}``.
+
+    chatgate's bench agent answers the parity message with the lean server's
+    events (ack, ``agent_started``, thinking, the tool's two events,
+    ``agent_completed`` with the answer text); the lean server answers any message so.
+    The answer is still stored and each event still committed before it goes out.
+    """
+    return chat(sockets, "parity")
 
 
 def latency(ctx: Context, server: Server) -> Metrics:

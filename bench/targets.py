@@ -58,6 +58,12 @@ _REFERENCE: tuple[tuple[str, str, Figure, Figure | None], ...] = (
         _at("socketio-lean", "chat100"),
         _over("chatgate", "socketio-lean", "chat100"),
     ),
+    (
+        "parity round trips/s, memory (/ lean python-socketio on the same turn)",
+        "not in the issue",
+        _at("chatgate", "parity100"),
+        _over("chatgate", "socketio-lean", "parity100"),
+    ),
     ("one socket, p50 turn (ms), memory", "0.31", _at("chatgate", "latency_p50"), None),
     ("one socket, p50 turn (ms), SQLite", "10.5", _at("chatgate-sqlite", "latency_p50"), None),
     (
@@ -259,6 +265,15 @@ def checks(runs: Runs, counts: dict[str, float]) -> list[Target]:
                 ratio(runs, "socketio-lean", f"chat{n}"),
                 3.0,
                 "the lean server does far less per message (no agent, no history)",
+            )
+        )
+        found.append(
+            Target(
+                f"memory-store parity round trips ({n:,} sockets) ≥ 3x lean python-socketio: "
+                "the same turn, ack and 5 events from both",
+                ratio(runs, "socketio-lean", f"parity{n}"),
+                3.0,
+                "chatgate still stores the message, the run and each event before sending it",
             )
         )
         found.append(
