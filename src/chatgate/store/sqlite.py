@@ -84,6 +84,7 @@ _LOOP_WRITER_PRAGMAS = (
     "PRAGMA busy_timeout=0",
     "PRAGMA foreign_keys=ON",
     "PRAGMA wal_autocheckpoint=0",
+    "PRAGMA cache_size=-65536",
 )
 _READER_PRAGMAS = (
     # Busy means "retry later" (see SQLiteStore._run_query), never "sleep on the loop".
