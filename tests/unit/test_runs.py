@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from chatgate.agents.demo import DemoAgent
 from chatgate.agents.loader import LoadedAgent
 from chatgate.broker.memory import MemoryBroker
+from chatgate.chat.publisher import ThreadPublisher, settled
 from chatgate.chat.runs import Run, RunManager
 from chatgate.models import Delivery, StoredEvent
 from chatgate.protocol import encode, event_frame
@@ -143,3 +144,23 @@ def test_an_event_frame_is_the_protocols_envelope(event: StoredEvent) -> None:
         event_id=event.event_id,
         ts=event.ts,
     )
+
+
+async def test_a_write_folded_into_the_one_before_is_published_once() -> None:
+    published: list[object] = []
+
+    async def publish(_run: object, stored: object) -> None:
+        published.append(stored)
+
+    run = Run("run_1", "th_1", "alice", "conn_1")
+    publisher = ThreadPublisher("th_1", publish, lambda _: None)
+    loop = asyncio.get_running_loop()
+    first, other = loop.create_future(), loop.create_future()
+    publisher.push(run, first, publish=True)
+    publisher.push(run, first, publish=True)  # the store merged it into the first
+    publisher.push(run, other, publish=True)
+    first.set_result("merged")
+    other.set_result("next")
+    await settled(run)
+    assert published == ["merged", "next"]
+    assert run.queued == 0

@@ -150,7 +150,8 @@ class RunManager:
             if self._takes_context
             else None
         )
-        run.task = asyncio.create_task(
+        # The loop's own create_task: asyncio.create_task adds two Python calls a run.
+        run.task = asyncio.get_running_loop().create_task(
             self._execute(run, list(history), text, context, recorded=recorded), name=run_id
         )
         run.task.add_done_callback(lambda _: self._forget(run))
