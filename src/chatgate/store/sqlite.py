@@ -5,14 +5,17 @@ takes microseconds, less than a hop to a driver thread costs on a busy event
 loop (the hop waits for the loop, and the thread for the GIL), so each kind of
 work runs where it costs least:
 
-- Reads run on the event loop, one statement each, on a connection that never
-  writes. In WAL mode a reader never waits for the writer. The rare "database
-  is busy" (another process recovering the file, say) is retried after an
-  asynchronous sleep, never in SQLite's busy handler, which would stop the loop.
-- Write transactions run on one thread of the store's own, each in one hop:
-  the group commit's batches, heartbeats, claims and migrations. SQLite lets
-  one writer in at a time anyway; a commit that waits (for another process's
-  lock, or a checkpoint's fsync) waits there, not on the event loop.
+- A chat turn's statements (``store.sqlite_rows``) run on ``sqlite3`` itself,
+  on the event loop: reads on a connection that never writes (in WAL mode a
+  reader never waits for the writer), and, with ``synchronous=NORMAL``, the
+  group commit's batches, whose commit only appends to the log. "Database is
+  busy" (another process holding the lock) is waited for by an asynchronous
+  sleep, never in SQLite's busy handler, which would stop the loop.
+- What may wait for the disk runs on one thread of the store's own: the log's
+  checkpoints (an fsync), the batches of ``synchronous=FULL``, and, through
+  SQLAlchemy, migrations, heartbeats and claims.
+- The agents' history comes from a cache of each thread's latest turns, topped
+  up with what was added since (``store.turn_cache``).
 """
 
 from __future__ import annotations
@@ -21,213 +24,34 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, create_engine, event, func, literal, select, update
+from sqlalchemy import Table, event, func, literal
 from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from chatgate.errors import ConfigError, StoreUnavailable
 from chatgate.logs import get_logger
 from chatgate.models import Role, StoredEvent, Thread
+from chatgate.store import sqlite_connections as opening
 from chatgate.store import sqlite_rows
 from chatgate.store.base import StoreOptions
-from chatgate.store.batch import BatchPlan, ThreadChange, Write, Written
-from chatgate.store.group_commit import GroupCommitClosed
-from chatgate.store.schema import (
-    Timestamp,
-    dump_json,
-    load_json,
-    threads,
-    unavailable_on_driver_errors,
-)
+from chatgate.store.batch import BatchPlan, Write, Written
 from chatgate.store.sql import SQLStore
+from chatgate.store.turn_cache import TurnCache
 
 T = TypeVar("T")
 
 log = get_logger("chatgate.store.sqlite")
 
-_DRIVER = "sqlite+pysqlite"
-# aiosqlite was the driver once; URLs naming it keep working.
-_DRIVER_NAMES = frozenset({"sqlite", _DRIVER, "sqlite+aiosqlite"})
-_BUSY_TIMEOUT_S = 5.0
-_WAL_RETRY_S = 0.01
-_READ_RETRY_S = (0.001, 0.05)
-"""The first and the longest pause between two tries of a read the database found busy."""
 _CHECKPOINT_EVERY = 256
 """Commits on the loop between two checkpoints of the log, on the writer's thread."""
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 _SECONDS_PER_DAY = 86400.0
-# SQLite allows 32766 parameters a statement; stay far below.
-_IDS_PER_SELECT = 1000
-_CHANGE = (
-    update(threads)
-    .where(threads.c.id == bindparam("thread"))
-    .values(
-        last_event_id=threads.c.last_event_id + bindparam("n"),
-        updated_at=func.coalesce(bindparam("ts", type_=Timestamp()), threads.c.updated_at),
-    )
-)
-_WRITER_PRAGMAS = (
-    f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}",
-    "PRAGMA foreign_keys=ON",
-)
-_LOOP_WRITER_PRAGMAS = (
-    "PRAGMA busy_timeout=0",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA wal_autocheckpoint=0",
-    "PRAGMA cache_size=-65536",
-)
-_READER_PRAGMAS = (
-    # Busy means "retry later" (see SQLiteStore._run_query), never "sleep on the loop".
-    "PRAGMA busy_timeout=0",
-    "PRAGMA query_only=ON",
-)
-
-
-def sqlite_url(url: str) -> URL:
-    """The SQLAlchemy URL of ``sqlite:///path``, checking that the file can be created.
-
-    Raises:
-        ConfigError: the URL is malformed, names another driver, or its directory is missing.
-    """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError("CHATGATE_DATABASE_URL", "not a valid sqlite:/// URL") from None
-    if parsed.drivername not in _DRIVER_NAMES:
-        raise ConfigError("CHATGATE_DATABASE_URL", "use sqlite:///path")
-    database = parsed.database or ""
-    if database in {"", ":memory:"}:
-        raise ConfigError(
-            "CHATGATE_DATABASE_URL", "name a file, as in sqlite:///./chatgate.db (or use memory://)"
-        )
-    directory = Path(database).expanduser().parent
-    if not directory.is_dir():
-        raise ConfigError("CHATGATE_DATABASE_URL", f"directory {str(directory)!r} does not exist")
-    return parsed.set(drivername=_DRIVER)
-
-
-def _engine(url: URL, configure: Callable[[Any, Any], None]) -> Engine:
-    """An engine of one connection, which ``configure`` sets up.
-
-    One is enough: the reader's statements never overlap (each runs to its end
-    on the loop), nor do the writer's (one thread).
-    """
-    engine = create_engine(
-        url,
-        json_serializer=dump_json,
-        json_deserializer=load_json,
-        poolclass=StaticPool,
-        connect_args={"check_same_thread": False},
-    )
-    event.listen(engine, "connect", configure)
-    return engine
-
-
-def _configure_writer(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own transaction handling begins transactions only before
-    # INSERT/UPDATE/DELETE, so DDL (migrations) would commit statement by
-    # statement; the writer emits BEGIN itself instead (see _begin).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in _WRITER_PRAGMAS:
-            cursor.execute(pragma)
-        # In WAL mode NORMAL loses no commit when the process dies (only on power
-        # loss or an OS crash), and saves an fsync per commit; FULL loses none.
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        _enable_wal(cursor)
-    finally:
-        cursor.close()
-
-
-def _configure_reader(dbapi_connection: Any, _record: Any) -> None:
-    # Never BEGIN: each of the reader's statements is a transaction of its own.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in _READER_PRAGMAS:
-            cursor.execute(pragma)
-    finally:
-        cursor.close()
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch the file to WAL (it stays so), waiting for instances opening it at once.
-
-    The switch needs an exclusive lock, and SQLite answers "database is locked"
-    at once there instead of calling the busy handler.
-    """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_S
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            # This runs on the writer's thread, never on the event loop.
-            time.sleep(_WAL_RETRY_S)
-        else:
-            return
-
-
-def _begin(conn: Connection) -> None:
-    # A write transaction takes the write lock at BEGIN, waiting for it in the
-    # busy handler; a deferred one that upgrades later fails at once when
-    # another writer got in between.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _busy(exc: Exception) -> bool:
-    driver_error = exc.orig if isinstance(exc, OperationalError) else exc
-    code = getattr(driver_error, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
-
-
-class _Unavailable:
-    """``unavailable_on_driver_errors``, also for what ``sqlite3`` raises on the hot path.
-
-    A class, not a generator: it guards every read and batch of a chat turn.
-    """
-
-    __slots__ = ("_kind",)
-
-    def __init__(self, kind: str) -> None:
-        self._kind = kind
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, _: object
-    ) -> None:
-        if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError):
-            raise StoreUnavailable(f"{self._kind} store unavailable: {type(exc).__name__}") from exc
-        if isinstance(exc, SQLAlchemyError | OSError | TimeoutError | GroupCommitClosed):
-            # The mapping every SQL store shares, for what went through SQLAlchemy.
-            with unavailable_on_driver_errors(self._kind):
-                raise exc
-
-
-def _configure_loop_writer(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
-    # Busy means "retry later" (see SQLiteStore._retry_busy), never "sleep on
-    # the loop"; checkpoints (an fsync) run on the writer's thread instead.
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in _LOOP_WRITER_PRAGMAS:
-            cursor.execute(pragma)
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-    finally:
-        cursor.close()
 
 
 def _commit_plan(conn: sqlite3.Connection, plan: BatchPlan) -> list[Written | Exception]:
@@ -242,16 +66,6 @@ def _commit_plan(conn: sqlite3.Connection, plan: BatchPlan) -> list[Written | Ex
     return results
 
 
-def _connect(database: str, configure: Callable[[Any, Any], None]) -> sqlite3.Connection:
-    conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-    try:
-        configure(conn, None)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 class SQLiteStore(SQLStore):
     """The ``Store`` interface on a SQLite file.
 
@@ -263,19 +77,20 @@ class SQLiteStore(SQLStore):
     kind = "sqlite"
 
     def __init__(self, url: str, options: StoreOptions | None = None) -> None:
-        target = sqlite_url(url)
+        target = opening.sqlite_url(url)
         self._database = str(target.database)
-        self._reader = _engine(target, _configure_reader)
+        self._reader = opening.engine(target, opening.configure_reader)
         synchronous = (options or StoreOptions()).sqlite_synchronous
         self._synchronous = synchronous
-        self._unavailable = _Unavailable(self.kind)
-        self._configure_writer = functools.partial(_configure_writer, synchronous)
-        self._configure_loop_writer = functools.partial(_configure_loop_writer, synchronous)
-        self._writer = _engine(target, self._configure_writer)
-        event.listen(self._writer, "begin", _begin)
+        self._unavailable = opening.Unavailable(self.kind)
+        self._configure_writer = functools.partial(opening.configure_writer, synchronous)
+        self._configure_loop_writer = functools.partial(opening.configure_loop_writer, synchronous)
+        self._writer = opening.engine(target, self._configure_writer)
+        event.listen(self._writer, "begin", opening.begin)
         # Kept from one read to the next: a checkout and a return to the pool
         # cost as much as the query itself.
         self._reading: Connection | None = None
+        self._turns = TurnCache()
         self._raw_reading: sqlite3.Connection | None = None
         # The group commit's connection: on the loop (NORMAL), or on the writer's thread (FULL).
         self._loop_writing: sqlite3.Connection | None = None
@@ -293,8 +108,22 @@ class SQLiteStore(SQLStore):
         return await self._raw_read(sqlite_rows.get_thread, owner, thread_id)
 
     async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
-        """The role and text of a thread's most recent ``limit`` messages, oldest first."""
-        return await self._raw_read(sqlite_rows.recent_turns, thread_id, limit)
+        """The role and text of a thread's most recent ``limit`` messages, oldest first.
+
+        From the turn cache, brought up to date with the messages added since.
+        """
+        if limit <= 0:
+            return []
+        return await self._raw_read(self._recent_turns, thread_id, limit)
+
+    def _recent_turns(
+        self, conn: sqlite3.Connection, thread_id: str, limit: int
+    ) -> list[tuple[Role, str]]:
+        after = self._turns.after(thread_id, limit)
+        rows = sqlite_rows.turns_since(conn, thread_id, after or 0, limit)
+        if after is None:
+            return self._turns.read_whole(thread_id, limit, rows)
+        return self._turns.read_newer(thread_id, limit, rows)
 
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
@@ -324,7 +153,7 @@ class SQLiteStore(SQLStore):
     def _begin_on_loop(self) -> sqlite3.Connection:
         conn = self._loop_writing
         if conn is None:
-            conn = self._loop_writing = _connect(self._database, self._configure_loop_writer)
+            conn = self._loop_writing = opening.connect(self._database, self._configure_loop_writer)
         conn.execute("BEGIN IMMEDIATE")
         return conn
 
@@ -336,7 +165,7 @@ class SQLiteStore(SQLStore):
     def _thread_connection(self) -> sqlite3.Connection:
         conn = self._thread_writing
         if conn is None:
-            conn = self._thread_writing = _connect(self._database, self._configure_writer)
+            conn = self._thread_writing = opening.connect(self._database, self._configure_writer)
         return conn
 
     def _checkpoint_log(self) -> None:
@@ -356,7 +185,7 @@ class SQLiteStore(SQLStore):
     def _raw_query(self, read: Callable[..., T], *args: Any) -> T:
         conn = self._raw_reading
         if conn is None:
-            conn = self._raw_reading = _connect(self._database, _configure_reader)
+            conn = self._raw_reading = opening.connect(self._database, opening.configure_reader)
         try:
             return read(conn, *args)
         except sqlite3.Error:
@@ -372,14 +201,14 @@ class SQLiteStore(SQLStore):
 
     async def _retry_busy(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the loop, tried again after a pause while the database is busy."""
-        pause, longest = _READ_RETRY_S
+        pause, longest = opening.READ_RETRY_S
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _BUSY_TIMEOUT_S
+        deadline = loop.time() + opening.BUSY_TIMEOUT_S
         while True:
             try:
                 return call(*args)
             except (OperationalError, sqlite3.OperationalError) as exc:
-                if not _busy(exc) or loop.time() + pause > deadline:
+                if not opening.busy(exc) or loop.time() + pause > deadline:
                     raise
             await asyncio.sleep(pause)
             pause = min(2 * pause, longest)
@@ -435,24 +264,6 @@ class SQLiteStore(SQLStore):
                 conn.close()
         self._thread_writing = self._loop_writing = None
         self._writer.dispose()
-
-    def _change_threads(
-        self, conn: Connection, changes: Mapping[str, ThreadChange]
-    ) -> dict[str, int]:
-        if len(changes) == 1:
-            return super()._change_threads(conn, changes)
-        # One executemany and one select instead of an UPDATE ... RETURNING per
-        # thread. SQLite's write lock, held since BEGIN IMMEDIATE, keeps the
-        # values ours.
-        ids = sorted(changes)
-        params = [{"thread": i, "n": changes[i].events, "ts": changes[i].updated_at} for i in ids]
-        conn.execute(_CHANGE, params)
-        last: dict[str, int] = {}
-        for start in range(0, len(ids), _IDS_PER_SELECT):
-            chunk = ids[start : start + _IDS_PER_SELECT]
-            query = select(threads.c.id, threads.c.last_event_id).where(threads.c.id.in_(chunk))
-            last.update({str(row.id): int(row.last_event_id) for row in conn.execute(query)})
-        return last
 
     def _database_epoch(self) -> ColumnElement[float]:
         julian_now = func.julianday(literal("now"))

@@ -126,6 +126,7 @@ CHANGE_THREAD = Compiled.of(
     .returning(threads.c.last_event_id)
 )
 RECENT_TURNS = Compiled.of(statements.RECENT_TURNS)
+TURNS_SINCE = Compiled.of(statements.TURNS_SINCE)
 EVENTS_AFTER = Compiled.of(statements.EVENTS_AFTER)
 GET_THREAD = Compiled.of(statements.GET_THREAD)
 
@@ -191,6 +192,14 @@ def recent_turns(conn: sqlite3.Connection, thread_id: str, limit: int) -> list[t
         RECENT_TURNS.sql, RECENT_TURNS.params({"thread": thread_id, "limit": limit})
     ).fetchall()
     return [(row[0], row[1]) for row in reversed(rows)]
+
+
+def turns_since(
+    conn: sqlite3.Connection, thread_id: str, after_seq: int, limit: int
+) -> list[tuple[int, Role, str]]:
+    """The thread's latest ``limit`` messages past ``after_seq``, newest first: seq, role, text."""
+    params = TURNS_SINCE.params({"thread": thread_id, "after": after_seq, "limit": limit})
+    return conn.execute(TURNS_SINCE.sql, params).fetchall()
 
 
 def events_after(

@@ -79,6 +79,15 @@ RECENT_TURNS = (
     .limit(bindparam("limit"))
 )
 
+# The same, with each message's place in the log, from past a given one: what
+# the SQLite store's turn cache reads (0 for the latest whole).
+TURNS_SINCE = (
+    select(messages.c.seq, messages.c.role, messages.c.content)
+    .where(messages.c.thread_id == bindparam("thread"), messages.c.seq > bindparam("after"))
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit"))
+)
+
 MESSAGES_BEFORE = (
     select(*MESSAGE_COLUMNS)
     .where(
