@@ -34,6 +34,10 @@ Observer = Callable[[float, int], None]
 """Told each write's duration in seconds and how many items it held (metrics)."""
 
 
+_GATHER_TURNS = 4
+"""Most extra turns of the event loop a batch waits while writes keep coming."""
+
+
 class GroupCommitClosed(Exception):
     """An item was submitted after :meth:`GroupCommit.close`."""
 
@@ -109,14 +113,26 @@ class GroupCommit(Generic[In, Out]):
 
     async def _flush_all(self) -> None:
         try:
-            # One turn of the loop lets writers that are already runnable join this batch.
-            await asyncio.sleep(0)
+            await self._gather()
             while self._pending:
                 await self._write_batch(self._take())
                 if self._pending:
                     await self._linger()
         finally:
             self._flusher = None
+
+    async def _gather(self) -> None:
+        # A turn of the loop lets writers that are already runnable join this
+        # batch; while each turn brings more, a few more turns are worth their
+        # wait: a commit costs about the same for one write as for many.
+        await asyncio.sleep(0)
+        for _ in range(_GATHER_TURNS):
+            queued = len(self._pending)
+            if queued >= self._max_items:
+                return
+            await asyncio.sleep(0)
+            if len(self._pending) == queued:
+                return
 
     async def _linger(self) -> None:
         loop = asyncio.get_running_loop()
