@@ -235,3 +235,42 @@ def test_a_plan_ends_runs_in_id_order_so_that_two_writers_lock_them_alike() -> N
         [EndedRun(run_id, "completed", "t") for run_id in ("run_c", "run_a", "run_b")]
     )
     assert [row["run"] for row in plan.ended_runs] == ["run_a", "run_b", "run_c"]
+
+
+async def test_writes_that_keep_coming_turn_after_turn_join_one_batch() -> None:
+    recorder = Recorder()
+    commit = batcher(recorder)
+
+    async def trickle(items: range) -> list[asyncio.Future[int]]:
+        queued = []
+        for item in items:
+            queued.append(commit.enqueue(item))
+            await asyncio.sleep(0)
+        return queued
+
+    queued = await trickle(range(4))
+    assert await asyncio.gather(*queued) == [0, 10, 20, 30]
+    assert recorder.batches == [[0, 1, 2, 3]]
+
+
+async def test_a_batch_does_not_wait_for_writes_that_stop_coming() -> None:
+    recorder = Recorder()
+    commit = batcher(recorder)
+    first = commit.enqueue(1)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert recorder.batches == [[1]]
+    assert await first == 10
+
+
+async def test_a_folded_write_shares_the_pending_one_s_future() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(
+        recorder.write, linger_s=0.0, max_items=100, merge=lambda last, new: last + new == 5
+    )
+    first = commit.enqueue(2)
+    assert commit.enqueue(3) is first
+    other = commit.enqueue(4)
+    assert other is not first
+    assert await first == 20
+    assert recorder.batches == [[2, 4]]
