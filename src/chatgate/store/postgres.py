@@ -1,13 +1,15 @@
 """The PostgreSQL store (``postgresql://user@host:5432/db``), through asyncpg.
 
-For several gateway instances sharing one database. Statements run through
-SQLAlchemy's asyncio engine, on two pools: one for reads, each a single
-statement in autocommit mode (no BEGIN, no ROLLBACK), and a small one for
-write transactions, each one ``run_sync`` call, so that the group commit's
-batch never queues behind a crowd of readers for a connection. Event ids are
-allocated under the thread rows' locks, taken in thread-id order so that two
-instances flushing batches that share threads cannot deadlock. Concurrent
-migrators (say, a rolling deploy) are serialized by an advisory lock.
+For several gateway instances sharing one database. The chat path (the group
+commit's batches, and the reads of a turn and of the history API) runs on
+asyncpg itself (``store.pg_raw``): one transaction per batch, statements
+prepared once per connection. The rest (migrations, instance leases, claims
+of orphaned runs) runs SQLAlchemy Core on its asyncio engine, on two small
+pools of its own: reads in autocommit, writes one ``run_sync`` transaction
+each. Event ids are allocated under the thread rows' locks, taken in
+thread-id order so that two instances flushing batches that share threads
+cannot deadlock. Concurrent migrators (say, a rolling deploy) are serialized
+by an advisory lock.
 
 URL query parameters ``search_path`` and ``application_name`` become
 PostgreSQL settings of every connection; the first schema of ``search_path``
@@ -17,13 +19,10 @@ is created when missing, so ``?search_path=chatgate`` keeps the tables apart.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-# The driver SQLAlchemy loads only at the first connection: imported here so
-# that an install without the postgres extra fails at boot, naming it.
-import asyncpg  # noqa: F401
 from sqlalchemy import Float, Table, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, Connection, Row, make_url
@@ -32,9 +31,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from chatgate.errors import ConfigError, StoreUnavailable
+from chatgate.errors import ConfigError
+from chatgate.models import Message, Role, RunRecord, StoredEvent, Thread
+from chatgate.store import pg_statements as sql
 from chatgate.store.base import StoreOptions
-from chatgate.store.batch import ThreadChange
+from chatgate.store.batch import BatchPlan, ThreadChange, Write, Written
+from chatgate.store.pg_raw import REFUSALS, RawPostgres, Refused
 from chatgate.store.schema import (
     dump_json,
     load_json,
@@ -42,6 +44,7 @@ from chatgate.store.schema import (
     unavailable_on_driver_errors,
 )
 from chatgate.store.sql import SQLStore
+from chatgate.store.statements import ALL_ROWS
 
 T = TypeVar("T")
 
@@ -50,15 +53,9 @@ _SERVER_SETTINGS = ("search_path", "application_name")
 _CONNECT_TIMEOUT_S = 5.0
 _COMMAND_TIMEOUT_S = 30.0
 _POOL_TIMEOUT_S = 10.0
-# Connections are kept, never opened for a burst and closed after it: opening
-# one (TLS negotiation, authentication) costs more than many queries.
-_READER_POOL_SIZE = 10
-# The group commit writes one batch at a time; a heartbeat or a claim may overlap it.
-_WRITER_POOL_SIZE = 2
-# What the server answers a connection it will not take, whatever the retries:
-# no such database, no such role (or no pg_hba.conf entry), a wrong password,
-# no CONNECT privilege.
-_REFUSALS = frozenset({"3D000", "28000", "28P01", "42501"})
+# SQLAlchemy's pools serve the cold paths only (migrations, leases, claims);
+# the chat path has asyncpg pools of its own (see ``store.pg_raw``).
+_COLD_POOL_SIZE = 2
 # Any fixed 64-bit number works; every chatgate migrator must use the same one.
 _MIGRATION_LOCK = 0x63686174676174
 
@@ -69,10 +66,6 @@ _CHANGE = text(
     " AS v(id, n, ts)"
     " WHERE t.id = v.id RETURNING t.id, t.last_event_id"
 )
-
-
-class _Refused(StoreUnavailable):
-    """The server answered the connection with a refusal (see ``_REFUSALS``)."""
 
 
 @contextlib.contextmanager
@@ -86,10 +79,10 @@ def _postgres_errors(kind: str, where: str) -> Iterator[None]:
         with unavailable_on_driver_errors(kind, where):
             yield
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) not in _REFUSALS:
+        if getattr(exc.orig, "sqlstate", None) not in REFUSALS:
             raise
         said = getattr(exc.orig, "__cause__", None) or exc.orig
-        raise _Refused(f"PostgreSQL at {where} refused the connection: {said}") from exc
+        raise Refused(f"PostgreSQL at {where} refused the connection: {said}") from exc
 
 
 def postgres_url(url: str) -> tuple[URL, dict[str, str]]:
@@ -123,6 +116,7 @@ class PostgresStore(SQLStore):
         engine_url, server_settings = postgres_url(url)
         search_path = server_settings.get("search_path", "")
         self._schema = search_path.split(",")[0].strip().strip('"') or None
+        self._server_settings = server_settings
         common: dict[str, Any] = {
             "json_serializer": dump_json,
             "json_deserializer": load_json,
@@ -137,16 +131,30 @@ class PostgresStore(SQLStore):
         self._reader = create_async_engine(
             engine_url,
             isolation_level="AUTOCOMMIT",
-            pool_size=_READER_POOL_SIZE,
+            pool_size=_COLD_POOL_SIZE,
             max_overflow=0,
             **common,
         )
         self._writer = create_async_engine(
-            engine_url, pool_size=_WRITER_POOL_SIZE, max_overflow=1, **common
+            engine_url, pool_size=_COLD_POOL_SIZE, max_overflow=1, **common
         )
         host, port = engine_url.host or "localhost", engine_url.port or 5432
         self.where = f"{host}:{port}/{engine_url.database or engine_url.username or ''}"
+        self._raw = RawPostgres(self.kind, self.where, self._asyncpg_args(engine_url))
         super().__init__(options or StoreOptions())
+
+    def _asyncpg_args(self, engine_url: URL) -> dict[str, Any]:
+        """What ``asyncpg.connect`` takes for the URL, read as SQLAlchemy's dialect reads it."""
+        _, args = self._writer.dialect.create_connect_args(engine_url)
+        # Options of SQLAlchemy's adapter, not of asyncpg.
+        args["statement_cache_size"] = args.pop("prepared_statement_cache_size", 100)
+        args.pop("prepared_statement_name_func", None)
+        return {
+            **args,
+            "timeout": _CONNECT_TIMEOUT_S,
+            "command_timeout": _COMMAND_TIMEOUT_S,
+            "server_settings": self._server_settings,
+        }
 
     async def start(self) -> None:
         """Connect and apply pending migrations.
@@ -158,8 +166,65 @@ class PostgresStore(SQLStore):
         """
         try:
             await super().start()
-        except _Refused as exc:
+            await self._raw.open()
+        except Refused as exc:
             raise ConfigError("CHATGATE_DATABASE_URL", str(exc)) from None
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1`` on the chat path's connections."""
+        await self._raw.fetch("SELECT 1")
+
+    # The chat path, on asyncpg
+
+    async def _write_together(self, batch: Sequence[Write]) -> list[Written | Exception]:
+        return await self._raw.write(BatchPlan.of(batch))
+
+    async def get_thread(self, owner: str, thread_id: str) -> Thread | None:
+        """Return the thread when it belongs to ``owner``."""
+        rows = await self._raw.fetch(sql.GET_THREAD, thread_id, owner)
+        return sql.thread_of(rows[0]) if rows else None
+
+    async def list_threads(self, owner: str) -> list[Thread]:
+        """Return ``owner``'s threads, most recently updated first."""
+        return [sql.thread_of(row) for row in await self._raw.fetch(sql.LIST_THREADS, owner)]
+
+    async def list_messages(
+        self, thread_id: str, limit: int | None = None, before: str | None = None
+    ) -> list[Message]:
+        """Return a thread's messages, oldest first: the last ``limit`` before ``before``."""
+        if limit is None and before is None:
+            rows = await self._raw.fetch(sql.LIST_MESSAGES, thread_id)
+            return [sql.message_of(row) for row in rows]
+        most = limit if limit is not None else ALL_ROWS
+        if before is None:
+            rows = await self._raw.fetch(sql.RECENT_MESSAGES, thread_id, most)
+        else:
+            rows = await self._raw.fetch(sql.MESSAGES_BEFORE, thread_id, most, before)
+        return [sql.message_of(row) for row in reversed(rows)]
+
+    async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
+        """The role and text of a thread's most recent ``limit`` messages, oldest first."""
+        rows = await self._raw.fetch(sql.RECENT_TURNS, thread_id, limit)
+        return [(row[0], row[1]) for row in reversed(rows)]
+
+    async def events_after(
+        self, thread_id: str, after_event_id: int, limit: int
+    ) -> list[StoredEvent]:
+        """Return up to ``limit`` events after ``after_event_id``, in order."""
+        rows = await self._raw.fetch(sql.EVENTS_AFTER, thread_id, after_event_id, limit)
+        return [sql.event_of(row) for row in rows]
+
+    async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
+        """Return the run when it belongs to ``owner``."""
+        rows = await self._raw.fetch(sql.GET_RUN, run_id, owner)
+        return sql.run_of(rows[0]) if rows else None
+
+    async def count_running_runs(self, owner: str, other_than_instance: str) -> int:
+        """How many of ``owner``'s runs are running on other instances."""
+        rows = await self._raw.fetch(sql.COUNT_RUNNING, owner, other_than_instance)
+        return int(rows[0][0])
+
+    # The cold paths, on SQLAlchemy
 
     def _guard(self) -> contextlib.AbstractContextManager[None]:
         return _postgres_errors(self.kind, self.where)
@@ -173,6 +238,7 @@ class PostgresStore(SQLStore):
             return await conn.run_sync(work)
 
     async def _dispose(self) -> None:
+        await self._raw.close()
         await self._writer.dispose()
         await self._reader.dispose()
 
