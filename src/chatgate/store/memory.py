@@ -145,26 +145,26 @@ class MemoryStore:
             LookupError: no thread ``thread_id`` exists.
             TypeError: the payload cannot be encoded as JSON (as a durable store would refuse it).
         """
-        self._thread(thread_id)
-        orjson.dumps(payload)
-        return self._append_event(thread_id, run_id, kind, payload)
-
-    def _append_event(
-        self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
-    ) -> StoredEvent:
-        if thread_id not in self._threads:
-            self._thread(thread_id)  # raises LookupError
-        log = self._events[thread_id]
-        event = StoredEvent(thread_id, len(log) + 1, kind, run_id, payload, timestamp())
-        log.append(event)
-        return event
+        return await self.queue_event(thread_id, run_id, kind, payload)
 
     def queue_event(
         self, thread_id: str, run_id: str | None, kind: str, payload: dict[str, Any]
     ) -> asyncio.Future[StoredEvent]:
-        """Store the event now; a payload that is not JSON raises TypeError at once."""
+        """Store the event now; the future holds it, or the LookupError of an unknown thread.
+
+        A payload that is not JSON raises TypeError at once. Written out rather
+        than through ``_done``: every event of every run comes here.
+        """
         orjson.dumps(payload)
-        return _done(self._append_event, thread_id, run_id, kind, payload)
+        future: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
+        if thread_id not in self._threads:
+            future.set_exception(_unknown(thread_id))
+            return future
+        log = self._events[thread_id]
+        event = StoredEvent(thread_id, len(log) + 1, kind, run_id, payload, timestamp())
+        log.append(event)
+        future.set_result(event)
+        return future
 
     def queue_message(
         self,
@@ -289,5 +289,9 @@ class MemoryStore:
     def _thread(self, thread_id: str) -> Thread:
         thread = self._threads.get(thread_id)
         if thread is None:
-            raise LookupError(f"no thread {thread_id!r}")
+            raise _unknown(thread_id)
         return thread
+
+
+def _unknown(thread_id: str) -> LookupError:
+    return LookupError(f"no thread {thread_id!r}")
