@@ -95,28 +95,30 @@ class DemoAgent:
             raise ValueError(f"delay_ms must be 0 or more, got {delay_ms}")
         self._delay_s = delay_ms / 1000
 
-    async def _pause(self) -> None:
-        if self._delay_s > 0:
-            await asyncio.sleep(self._delay_s)
-
     async def run(self, history: Sequence[HistoryEntry], text: str) -> AsyncIterator[AgentEvent]:
         """Yield thinking, the calculator's call and result if any, then the answer streamed."""
+        # Awaited only when set: a coroutine per pause costs the common case for nothing.
+        pause = self._delay_s
         arithmetic = find_arithmetic(text)
         if arithmetic is None:
             yield _event("agent_thinking", text="Reading your message.")
-            await self._pause()
+            if pause:
+                await asyncio.sleep(pause)
             for piece in _pieces(_greeting(len(history))):
                 yield _event("agent_text_delta", text=piece)
             yield _event("agent_completed")
             return
         expression = arithmetic.expression
         yield _event("agent_thinking", text=f"I will work out {expression} with the calculator.")
-        await self._pause()
+        if pause:
+            await asyncio.sleep(pause)
         yield _event("tool_executing", tool_name=TOOL_NAME, arguments={"expression": expression})
-        await self._pause()
+        if pause:
+            await asyncio.sleep(pause)
         tool_completed, answer = _calculate(arithmetic)
         yield tool_completed
-        await self._pause()
+        if pause:
+            await asyncio.sleep(pause)
         for piece in _pieces(answer):
             yield _event("agent_text_delta", text=piece)
         yield _event("agent_completed")
