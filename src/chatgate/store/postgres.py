@@ -23,6 +23,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+# Imported here, not only by store.pg_raw, so that an install without the
+# postgres extra fails at boot, naming it, however the modules were loaded.
+import asyncpg  # noqa: F401
 from sqlalchemy import Float, Table, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, Connection, Row, make_url
