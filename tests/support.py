@@ -44,6 +44,18 @@ DEMO_RUN = [
 ]
 """The events of the demo agent's run for an arithmetic question such as "what is 6*7?"."""
 
+
+def answer_runs(types: list[str]) -> list[str]:
+    """``types`` with each run of consecutive ``agent_text_delta`` as one.
+
+    A persistent store folds the deltas of one answer that wait for the same
+    commit into one event (docs/storage.md): how many arrive depends on timing,
+    so sequences of event types are compared through this, and the text through
+    ``assert_answers_assemble``.
+    """
+    return [t for i, t in enumerate(types) if t != DELTA or i == 0 or types[i - 1] != DELTA]
+
+
 RECORD_FIELDS = frozenset(
     {
         "connection_id",
