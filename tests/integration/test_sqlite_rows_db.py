@@ -86,14 +86,6 @@ def wal_size(store: SQLiteStore) -> int:
     return Path(f"{store._database}-wal").stat().st_size
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the periodic PASSIVE checkpoint runs on the writer's thread while the loop goes on "
-        "committing, so the log is never wholly copied when a writer begins and never "
-        "restarts: 600 commits leave 600 commits' frames, as with no checkpoint at all"
-    ),
-)
 async def test_the_periodic_checkpoint_keeps_the_log_short(started) -> None:
     store = await started("NORMAL")
     thread = await store.create_thread("alice", "t")

@@ -169,9 +169,11 @@ class SQLiteStore(SQLStore):
         return conn
 
     def _checkpoint_log(self) -> None:
-        # PASSIVE copies what no reader still needs into the file and waits for no
-        # one; the loop's writer goes on appending meanwhile.
-        self._thread_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        # RESTART holds the write lock while it copies the log into the file, so
+        # the next commit starts the log over: a PASSIVE one, racing the loop's
+        # commits, never copies all of it and the log grows without end. The
+        # loop's writes wait for the lock meanwhile by an asynchronous retry.
+        self._thread_connection().execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpoint = None
