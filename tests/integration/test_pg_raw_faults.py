@@ -73,3 +73,28 @@ async def test_reads_after_close_are_store_unavailable() -> None:
         await store.close()
         with pytest.raises(StoreUnavailable, match="unavailable: closed"):
             await store.get_thread("alice", "th_1")
+
+
+@pytest.mark.parametrize(
+    ("cache", "named"), [("", True), ("&prepared_statement_cache_size=0", False)]
+)
+async def test_a_turn_runs_without_named_statements_when_the_url_turns_the_cache_off(
+    cache: str, named: bool
+) -> None:
+    # What a transaction pooler (PgBouncer in transaction mode) needs: no
+    # statement that outlives its transaction on the server's session.
+    async with postgres_schema() as url:
+        store = PostgresStore(url + cache)
+        await store.start()
+        try:
+            thread = await store.create_thread("alice", "t")
+            await store.add_message(thread.id, "user", "hi", None)
+            await store.append_event(thread.id, "run_1", "agent_started", {"n": 1})
+            assert [e.payload for e in await store.events_after(thread.id, 0, 10)] == [{"n": 1}]
+            found = await store.get_thread("alice", thread.id)
+            assert found is not None
+            assert found.id == thread.id
+            rows = await store._raw.fetch("SELECT count(*) FROM pg_prepared_statements")
+            assert (rows[0][0] > 0) is named
+        finally:
+            await store.close()
