@@ -96,12 +96,15 @@ class GroupCommit(Generic[In, Out]):
             # Pending items are not being written yet: the last one may still grow.
             if not last_future.done() and self._merge(last, item):
                 return last_future
-        loop = asyncio.get_running_loop()
+        # While a flusher runs, its loop is the running one: asking for it
+        # again costs a getpid() system call per item on Python 3.11.
+        flusher = self._flusher
+        loop = asyncio.get_running_loop() if flusher is None else flusher.get_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._pending.append((item, future, loop.time()))
         if len(self._pending) >= self._max_items:
             self._full.set()
-        if self._flusher is None:
+        if flusher is None:
             self._flusher = loop.create_task(self._flush_all(), name="group-commit")
         return future
 

@@ -203,16 +203,23 @@ class SQLiteStore(SQLStore):
 
     async def _retry_busy(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the loop, tried again after a pause while the database is busy."""
+        try:
+            return call(*args)
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if not opening.busy(exc):
+                raise
+        # Busy: the clock is read only now (asking for the loop costs a system
+        # call on Python 3.11, and almost every call gets through at once).
         pause, longest = opening.READ_RETRY_S
         loop = asyncio.get_running_loop()
         deadline = loop.time() + opening.BUSY_TIMEOUT_S
         while True:
+            await asyncio.sleep(pause)
             try:
                 return call(*args)
             except (OperationalError, sqlite3.OperationalError) as exc:
                 if not opening.busy(exc) or loop.time() + pause > deadline:
                     raise
-            await asyncio.sleep(pause)
             pause = min(2 * pause, longest)
 
     def _query(self, query: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
