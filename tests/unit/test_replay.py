@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from chatgate.chat.replay import MERGED_TEXT_CHARS, DeltaMerger
+from chatgate.chat.replay import DeltaMerger
 from chatgate.models import StoredEvent
+from chatgate.store.batch import MERGED_DELTA_CHARS
 
 
 def event(event_id: int, kind: str, payload: dict, run_id: str = "run_1") -> StoredEvent:
@@ -60,7 +61,7 @@ def test_ten_thousand_deltas_replay_in_a_handful_of_frames_byte_identical() -> N
     texts = [f"tok{i} " for i in range(10_000)]
     frames = replay(deltas(1, texts))
     assert len(frames) <= 10
-    assert all(len(f["payload"]["text"]) <= MERGED_TEXT_CHARS + 10 for f in frames)
+    assert all(len(f["payload"]["text"]) <= MERGED_DELTA_CHARS + 10 for f in frames)
     assert "".join(f["payload"]["text"] for f in frames) == "".join(texts)
     offsets = [f["payload"]["offset"] for f in frames]
     assert offsets == [

@@ -4,7 +4,8 @@ A streamed answer is stored one ``agent_text_delta`` per piece; replayed as
 is, a 10,000-token answer would cost 10,000 frames. Consecutive deltas of the
 same answer whose offsets follow each other are sent as one delta carrying the
 text of all of them and the ``event_id`` of the last (the ids then skip), up to
-:data:`MERGED_TEXT_CHARS` code points a frame.
+:data:`~chatgate.store.batch.MERGED_DELTA_CHARS` code points a frame, the most
+a stored delta merged while it waited for its commit holds.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from dataclasses import dataclass, field
 
 from chatgate.models import StoredEvent
 from chatgate.protocol import encode, event_frame
-
-MERGED_TEXT_CHARS = 32_768
-"""Most code points one merged delta carries; a frame stays far below every size limit."""
-
-_DELTA = "agent_text_delta"
+from chatgate.store.batch import DELTA, MERGED_DELTA_CHARS
 
 
 @dataclass(slots=True)
@@ -31,7 +28,7 @@ class DeltaMerger:
 
     def add(self, event: StoredEvent) -> list[bytes]:
         """Take the next event of the log; return the frames that are complete now."""
-        if event.type != _DELTA or not _is_delta(event):
+        if event.type != DELTA or not _is_delta(event):
             return [*self.flush(), event_frame(event)]
         frames = [] if self._continues(event) else self.flush()
         text: str = event.payload["text"]
@@ -40,7 +37,7 @@ class DeltaMerger:
         self._last = event
         self._texts.append(text)
         self._chars += len(text)
-        if self._chars >= MERGED_TEXT_CHARS:
+        if self._chars >= MERGED_DELTA_CHARS:
             frames.extend(self.flush())
         return frames
 
@@ -59,7 +56,7 @@ class DeltaMerger:
             "text": "".join(texts),
         }
         frame = encode(
-            _DELTA,
+            DELTA,
             payload,
             thread_id=last.thread_id,
             run_id=last.run_id,
