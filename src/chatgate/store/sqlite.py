@@ -169,11 +169,15 @@ class SQLiteStore(SQLStore):
         return conn
 
     def _checkpoint_log(self) -> None:
-        # RESTART holds the write lock while it copies the log into the file, so
-        # the next commit starts the log over: a PASSIVE one, racing the loop's
-        # commits, never copies all of it and the log grows without end. The
-        # loop's writes wait for the lock meanwhile by an asynchronous retry.
-        self._thread_connection().execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        conn = self._thread_connection()
+        # PASSIVE copies the log into the file while the loop goes on committing;
+        # racing those commits it never copies all of it, and the log starts
+        # over only once all of it is copied. RESTART then copies the little
+        # that came meanwhile holding the write lock (the loop's writes wait
+        # for it asynchronously), so that the next commit starts the log over.
+        # RESTART alone would hold the lock for the whole copy and its fsync.
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpoint = None
