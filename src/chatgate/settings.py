@@ -129,8 +129,12 @@ class Settings(BaseSettings):
     store_batch_max: PositiveInt = 256
     # NORMAL survives a process crash; FULL also a power cut, at an fsync per commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    # memory:// keeps this many threads, forgetting the one touched longest ago.
+    # memory:// keeps this many threads, forgetting the one touched longest ago,
+    # and this many events and messages, dropping the oldest of the threads
+    # touched longest ago first.
     memory_threads: PositiveInt = 10_000
+    memory_events: PositiveInt = 250_000
+    memory_messages: PositiveInt = 50_000
     # Empty: "<hostname>:<port>", the same when this instance restarts (chatgate.chat.recovery).
     instance_id: Annotated[str, Field(max_length=255)] = ""
     instance_heartbeat_s: PositiveFloat = 5.0

@@ -27,6 +27,11 @@ class StoreOptions:
     """Most writes (threads, messages, runs, events) in one transaction."""
     memory_threads: int = 10_000
     """Threads the in-process store keeps; past it, the one touched longest ago goes."""
+    memory_events: int = 250_000
+    """Events the in-process store keeps in all; past it, the oldest of the threads
+    touched longest ago go first."""
+    memory_messages: int = 50_000
+    """Messages the in-process store keeps in all, dropped as events are."""
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     """SQLite's durability: NORMAL survives a process crash, FULL a power cut too."""
 
@@ -38,6 +43,8 @@ class StoreOptions:
             batch_max=settings.store_batch_max,
             sqlite_synchronous=settings.sqlite_synchronous,
             memory_threads=settings.memory_threads,
+            memory_events=settings.memory_events,
+            memory_messages=settings.memory_messages,
         )
 
 

@@ -4,9 +4,14 @@ Queued writes are done at once, in the order they are queued, and handed back
 as futures that already hold their outcome: a run publishes such an event
 without waiting for a commit (see ``chatgate.chat.publisher``).
 
-It keeps at most ``StoreOptions.memory_threads`` threads (``CHATGATE_MEMORY_THREADS``):
+It is bounded, so that a long-running process does not grow without end. It
+keeps at most ``StoreOptions.memory_threads`` threads (``CHATGATE_MEMORY_THREADS``):
 past that, the thread touched longest ago is forgotten with its messages, events
-and finished runs, so that a long-running process does not grow without bound.
+and finished runs. It keeps at most ``memory_events`` events and
+``memory_messages`` messages in all: past either, the oldest ones of the threads
+touched longest ago are dropped, a tenth of the bound at a time (so that the
+cost is spread over many writes). A thread's event ids go on from where they
+were: ``events_after`` starts at the oldest one kept.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import dataclasses
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -27,6 +32,33 @@ from chatgate.store.base import InstanceLease, StoreOptions
 
 _TERMINAL_EVENTS = frozenset({"agent_completed", "agent_error"})
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Kept(Generic[R]):
+    """A thread's latest records, and how many older ones were dropped."""
+
+    __slots__ = ("dropped", "items")
+
+    def __init__(self) -> None:
+        self.items: list[R] = []
+        self.dropped = 0
+
+
+def _trim(threads: Iterable[str], kept: dict[str, _Kept[R]], excess: int) -> int:
+    """Drop ``excess`` records, oldest first, of the ``threads`` in order; return how many went."""
+    dropped = 0
+    for thread_id in threads:
+        records = kept.get(thread_id)
+        if records is None or not records.items:
+            continue
+        n = min(excess - dropped, len(records.items))
+        del records.items[:n]
+        records.dropped += n
+        dropped += n
+        if dropped >= excess:
+            break
+    return dropped
 
 
 def _done(write: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
@@ -46,15 +78,20 @@ class MemoryStore:
 
     def __init__(self, url: str = "memory://", options: StoreOptions | None = None) -> None:
         # Batching means nothing here: every write is immediate.
-        self._max_threads = (options or StoreOptions()).memory_threads
+        options = options or StoreOptions()
+        self._max_threads = options.memory_threads
+        self._max_events = options.memory_events
+        self._max_messages = options.memory_messages
+        self._event_count = 0
+        self._message_count = 0
         self.url = url
         # In the order they were last touched: the first is the one to forget.
         self._threads: dict[str, Thread] = {}
         self._thread_runs: dict[str, list[str]] = defaultdict(list)
-        self._messages: dict[str, list[Message]] = defaultdict(list)
+        self._messages: dict[str, _Kept[Message]] = defaultdict(_Kept)
         self._sequence = itertools.count()
         self._latest_message: dict[str, int] = {}
-        self._events: dict[str, list[StoredEvent]] = defaultdict(list)
+        self._events: dict[str, _Kept[StoredEvent]] = defaultdict(_Kept)
         self._runs: dict[str, RunRecord] = {}
         self._heartbeats: dict[str, float] = {}
         self._instances: dict[str, InstanceLease] = {}
@@ -112,19 +149,25 @@ class MemoryStore:
         thread = self._thread(thread_id)
         now = timestamp()
         message = Message(message_id or new_id("msg"), thread_id, role, content, run_id, now)
-        self._messages[thread_id].append(message)
+        self._messages[thread_id].items.append(message)
         self._latest_message[thread_id] = next(self._sequence)
         del self._threads[thread_id]  # re-inserted last: the most recently touched
         self._threads[thread_id] = Thread(
             thread.id, thread.owner, thread.title, thread.created_at, updated_at=now
         )
+        self._message_count += 1
+        if self._message_count > self._max_messages:
+            self._message_count -= _trim(
+                self._threads, self._messages, _excess(self._message_count, self._max_messages)
+            )
         return message
 
     async def list_messages(
         self, thread_id: str, limit: int | None = None, before: str | None = None
     ) -> list[Message]:
         """Return a thread's messages, oldest first: the last ``limit`` before ``before``."""
-        messages = self._messages.get(thread_id, [])
+        kept = self._messages.get(thread_id)
+        messages = [] if kept is None else kept.items
         end = len(messages)
         if before is not None:
             end = next((i for i, m in enumerate(messages) if m.id == before), 0)
@@ -133,7 +176,8 @@ class MemoryStore:
 
     async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
         """The role and text of a thread's most recent ``limit`` messages, oldest first."""
-        messages = self._messages.get(thread_id, [])
+        kept = self._messages.get(thread_id)
+        messages = [] if kept is None else kept.items
         return [(m.role, m.content) for m in messages[max(0, len(messages) - limit) :]]
 
     async def append_event(
@@ -161,8 +205,14 @@ class MemoryStore:
             future.set_exception(_unknown(thread_id))
             return future
         log = self._events[thread_id]
-        event = StoredEvent(thread_id, len(log) + 1, kind, run_id, payload, timestamp())
-        log.append(event)
+        event_id = log.dropped + len(log.items) + 1
+        event = StoredEvent(thread_id, event_id, kind, run_id, payload, timestamp())
+        log.items.append(event)
+        self._event_count += 1
+        if self._event_count > self._max_events:
+            self._event_count -= _trim(
+                self._threads, self._events, _excess(self._event_count, self._max_events)
+            )
         future.set_result(event)
         return future
 
@@ -180,9 +230,12 @@ class MemoryStore:
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
-        """Return events after ``after_event_id``; ids are dense, so it is a slice."""
-        start = max(after_event_id, 0)
-        return self._events.get(thread_id, [])[start : start + limit]
+        """Return events after ``after_event_id`` (from the oldest kept); ids are dense: a slice."""
+        log = self._events.get(thread_id)
+        if log is None:
+            return []
+        start = max(after_event_id - log.dropped, 0)
+        return log.items[start : start + limit]
 
     async def record_run(self, run: RunRecord) -> None:
         """Remember a running run."""
@@ -252,7 +305,7 @@ class MemoryStore:
             if run.status == "running" and self._orphaned(run, dead, stale_after_s):
                 ended = any(
                     e.run_id == run.run_id and e.type in _TERMINAL_EVENTS
-                    for e in self._events.get(run.thread_id, ())
+                    for e in self._thread_events(run.thread_id)
                 )
                 record = dataclasses.replace(run, status="interrupted", ended=ended)
                 self._runs[run.run_id] = record
@@ -278,19 +331,32 @@ class MemoryStore:
     def _forget(self, thread_id: str) -> None:
         """Drop a thread with its messages, events and finished runs."""
         del self._threads[thread_id]
-        self._messages.pop(thread_id, None)
-        self._events.pop(thread_id, None)
+        messages = self._messages.pop(thread_id, None)
+        if messages is not None:
+            self._message_count -= len(messages.items)
+        events = self._events.pop(thread_id, None)
+        if events is not None:
+            self._event_count -= len(events.items)
         self._latest_message.pop(thread_id, None)
         for run_id in self._thread_runs.pop(thread_id, ()):
             run = self._runs.get(run_id)
             if run is not None and run.status != "running":
                 del self._runs[run_id]
 
+    def _thread_events(self, thread_id: str) -> list[StoredEvent]:
+        log = self._events.get(thread_id)
+        return [] if log is None else log.items
+
     def _thread(self, thread_id: str) -> Thread:
         thread = self._threads.get(thread_id)
         if thread is None:
             raise _unknown(thread_id)
         return thread
+
+
+def _excess(count: int, bound: int) -> int:
+    """How many to drop from ``count`` past ``bound``: down to nine tenths of the bound."""
+    return count - bound + bound // 10
 
 
 def _unknown(thread_id: str) -> LookupError:
