@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import strategies
 from chatgate.models import Message, RunRecord, Thread
 from chatgate.protocol import timestamp
 from chatgate.store.batch import EndedRun, NewEvent, NewMessage, NewRun, NewThread, Write
@@ -56,15 +57,7 @@ times = st.datetimes(
     timezones=st.just(UTC),
 ).map(timestamp)
 texts = st.text(max_size=12)
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-    max_leaves=8,
-)
+json_values = strategies.json_values(texts, max_leaves=8)
 # A few ids past their columns' 64 characters: the database refuses those writes.
 thread_ids = st.integers(0, THREADS).map(lambda i: f"th{i}" if i < THREADS else "t" * 70)
 run_ids = st.integers(0, RUNS - 1).map(lambda i: f"run{i}")

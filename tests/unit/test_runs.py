@@ -17,16 +17,7 @@ from chatgate.models import Delivery, StoredEvent
 from chatgate.protocol import encode, event_frame
 from chatgate.store.memory import MemoryStore
 
-DEMO_TYPES = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_text_delta",
-    "agent_text_delta",
-    "agent_text_delta",
-    "agent_completed",
-]
+from support import DEMO_RUN
 
 
 def stored_count(store: MemoryStore, thread_id: str) -> int:
@@ -79,7 +70,7 @@ async def test_each_event_is_stored_before_it_is_published_with_dense_ids() -> N
     assert run.task is not None
     await run.task
     assert [event_id for event_id, _, _ in seen] == list(range(1, 9))
-    assert [kind for _, kind, _ in seen] == DEMO_TYPES
+    assert [kind for _, kind, _ in seen] == DEMO_RUN
     assert all(held >= event_id for event_id, _, held in seen)
     record = await store.get_run("alice", "run_1")
     assert record is not None

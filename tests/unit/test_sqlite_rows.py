@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import DateTime, create_engine, exc, select, text
 
+import strategies
 from chatgate.models import Message, Role, RunRecord, RunStatus, Thread
 from chatgate.protocol import timestamp
 from chatgate.store import sqlite_connections, sqlite_rows, statements
@@ -208,15 +209,7 @@ KINDS = ("thread", "message", "message", "event", "event", "event", "run", "end"
 EARLIEST_PADDED = datetime(1000, 1, 1)  # noqa: DTZ001
 times = st.datetimes(min_value=EARLIEST_PADDED, timezones=zones).map(timestamp)
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-    max_leaves=6,
-)
+json_values = strategies.json_values(texts, max_leaves=6)
 
 
 def target(draw: st.DrawFn, created: set[str]) -> str:
