@@ -248,3 +248,6 @@ class BuggyStore(MemoryStore):
 
     async def create_thread(self, owner: str, title: str) -> Any:
         raise RuntimeError(f"a bug in the store, on purpose ({owner}, {title[:10]})")
+
+    def queue_thread(self, owner: str, title: str) -> Any:
+        raise RuntimeError(f"a bug in the store, on purpose ({owner}, {title[:10]})")

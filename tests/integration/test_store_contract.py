@@ -39,6 +39,59 @@ async def test_event_ids_rise_by_one_per_thread(store: Store) -> None:
     assert first[0].type == "agent_thinking"
 
 
+async def test_a_queued_thread_is_committed_with_the_writes_queued_after_it(store: Store) -> None:
+    batches: list[int] = []
+    writes = getattr(store, "_writes", None)
+    if writes is not None:
+        writes.observer = lambda _seconds, items: batches.append(items)
+    thread, written = store.queue_thread("alice", "first words")
+    queued = store.queue_message(thread.id, "user", "first words", "run_1")
+    recorded = store.queue_run(RunRecord("run_1", thread.id, "alice", "host"))
+    await written
+    message = await queued
+    await recorded
+    found = await store.get_thread("alice", thread.id)
+    assert found is not None
+    assert (found.id, found.owner, found.title) == (thread.id, "alice", "first words")
+    assert await store.get_thread("bob", thread.id) is None
+    assert [m.id for m in await store.list_messages(thread.id)] == [message.id]
+    run = await store.get_run("alice", "run_1")
+    assert run is not None
+    assert run.thread_id == thread.id
+    if writes is not None:
+        # The thread, its first message and the run: one transaction.
+        assert batches == [3]
+
+
+async def test_a_run_end_queued_after_its_final_event_shares_its_commit(store: Store) -> None:
+    thread = await store.create_thread("alice", "t")
+    await store.record_run(RunRecord("run_1", thread.id, "alice", "host"))
+    assert await store.count_running_runs("alice", "elsewhere") == 1
+    batches: list[int] = []
+    writes = getattr(store, "_writes", None)
+    if writes is not None:
+        writes.observer = lambda _seconds, items: batches.append(items)
+    final = store.queue_event(thread.id, "run_1", "agent_completed", {"text": "42"})
+    ended = store.queue_run_end("run_1", "completed")
+    assert (await final).event_id == 1
+    await ended
+    run = await store.get_run("alice", "run_1")
+    assert run is not None
+    assert run.status == "completed"
+    assert await store.count_running_runs("alice", "elsewhere") == 0
+    if writes is not None:
+        assert batches == [2]
+
+
+async def test_a_queued_thread_on_a_closed_store_fails_when_awaited(store: Store) -> None:
+    if store.kind == "memory":
+        pytest.skip("the in-process store refuses nothing it is given")
+    await store.close()
+    _, written = store.queue_thread("alice", "t")
+    with pytest.raises(StoreUnavailable):
+        await written
+
+
 async def test_stored_events_read_back_exactly_as_appended(store: Store) -> None:
     thread = await store.create_thread("alice", "t")
     payload = {

@@ -325,8 +325,9 @@ class RunManager:
                 self._hand_over(run, self._store.queue_run(record), publish=False)
             await self.emit(run, "agent_started", {"agent": self._agent.name})
             status = await self._outcome(run, history, text, context)
+            # Queued right after the final event: usually in its commit.
+            self._hand_over(run, self._store.queue_run_end(run.run_id, status), publish=False)
             await self._settle(run)
-            await self._store.finish_run(run.run_id, status)
             self._metrics.run_ended(status)
         except StoreUnavailable:
             # Nothing more of this run can be kept. It stays recorded as

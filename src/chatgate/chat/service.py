@@ -10,7 +10,7 @@ so it is tested with a list as its sink.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -57,6 +57,10 @@ class FrameSink(Protocol):
 
     async def room(self) -> bool:
         """Wait until the queue has room for more; False once the socket is closing."""
+
+
+_Pending = Awaitable[object] | None
+"""A new thread's write, still to await; None for a thread already stored."""
 
 
 class ChatService:
@@ -145,20 +149,26 @@ class ChatService:
         if await self._runs.user_in_flight(session.user_id) >= self._settings.max_runs_per_user:
             self.error(ErrorCode.RATE_LIMITED, "too many runs in flight for this user", message.id)
             return
-        thread_id = await self._thread_for(message)
-        if thread_id is None:
+        found = await self._thread_for(message)
+        if found is None:
             self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
             return
-        recent = await store.recent_turns(thread_id, self._settings.history_messages)
-        history = [{"role": role, "content": content} for role, content in recent]
+        thread_id, created = found
+        history: list[dict[str, str]] = []
+        if created is None:
+            recent = await store.recent_turns(thread_id, self._settings.history_messages)
+            history = [{"role": role, "content": content} for role, content in recent]
         run_id = new_id("run")
-        # The message and the run's record share one commit, and both are in
-        # the store before the ack: another instance can cancel the run at once.
+        # A new thread, the message and the run's record share one commit, and
+        # all are in the store before the ack: another instance can cancel the
+        # run at once.
         queued = store.queue_message(thread_id, "user", message.text, run_id)
         recorded = store.queue_run(
             RunRecord(run_id, thread_id, session.user_id, self._runs.instance_id)
         )
         try:
+            if created is not None:
+                await created
             stored = await queued
             await recorded
         except LookupError:
@@ -191,19 +201,23 @@ class ChatService:
         if self._record is not None:
             self._record.runs += 1
 
-    async def _thread_for(self, message: UserMessage) -> str | None:
-        """The message's thread, a new one when it names none; None when it is not the user's.
+    async def _thread_for(self, message: UserMessage) -> tuple[str, _Pending] | None:
+        """The message's thread; None when it is not the user's.
 
-        A thread this socket has had events of is the user's: only the user's
-        events reach it, so asking the store again is not needed.
+        When the message names none, a new thread is queued, not yet committed:
+        its write comes along (it has no history to read, and shares the
+        message's commit). A thread this socket has had events of is the
+        user's: only the user's events reach it, so asking the store again is
+        not needed.
         """
         user_id = self.session.user_id
         if message.thread_id is None:
-            return (await self._store.create_thread(user_id, message.text[:_TITLE_CHARS])).id
+            thread, written = self._store.queue_thread(user_id, message.text[:_TITLE_CHARS])
+            return thread.id, written
         if self._seen is not None and message.thread_id in self._seen:
-            return message.thread_id
+            return message.thread_id, None
         found = await self._store.get_thread(user_id, message.thread_id)
-        return found.id if found is not None else None
+        return (found.id, None) if found is not None else None
 
     async def _on_resume(self, message: Resume) -> None:
         store, thread_id = self._store, message.thread_id

@@ -84,6 +84,13 @@ class Store(Protocol):
     async def create_thread(self, owner: str, title: str) -> Thread:
         """Create a thread owned by ``owner``."""
 
+    def queue_thread(self, owner: str, title: str) -> tuple[Thread, Awaitable[object]]:
+        """Queue a new thread of ``owner`` now: the thread, and its write to await once.
+
+        Writes queued after it may name the thread: they are committed with it
+        or after it, so a new thread's first message costs no commit of its own.
+        """
+
     async def get_thread(self, owner: str, thread_id: str) -> Thread | None:
         """Return the thread when it exists and belongs to ``owner``, else None."""
 
@@ -169,6 +176,12 @@ class Store(Protocol):
 
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``; a run no longer running is left alone."""
+
+    def queue_run_end(self, run_id: str, status: RunStatus) -> Awaitable[object]:
+        """Queue :meth:`finish_run` now, in order with every other queued write; await it once.
+
+        Queued right after the run's final event, it usually shares its commit.
+        """
 
     async def register_instance(self, instance: InstanceLease) -> None:
         """Record a starting process and its first heartbeat (its lease)."""

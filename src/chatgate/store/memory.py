@@ -107,6 +107,14 @@ class MemoryStore:
 
     async def create_thread(self, owner: str, title: str) -> Thread:
         """Create a thread owned by ``owner``."""
+        return self._create_thread(owner, title)
+
+    def queue_thread(self, owner: str, title: str) -> tuple[Thread, asyncio.Future[Thread]]:
+        """Create the thread now; the future already holds it."""
+        future = _done(self._create_thread, owner, title)
+        return future.result(), future
+
+    def _create_thread(self, owner: str, title: str) -> Thread:
         now = timestamp()
         thread = Thread(new_id("th"), owner, title, now, now)
         self._threads[thread.id] = thread
@@ -267,6 +275,13 @@ class MemoryStore:
 
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended."""
+        self._end_run(run_id, status)
+
+    def queue_run_end(self, run_id: str, status: RunStatus) -> asyncio.Future[None]:
+        """Mark a running run as ended now."""
+        return _done(self._end_run, run_id, status)
+
+    def _end_run(self, run_id: str, status: RunStatus) -> None:
         run = self._runs.get(run_id)
         if run is not None and run.status == "running":
             self._runs[run_id] = RunRecord(

@@ -106,10 +106,19 @@ class SQLStore(SQLLeases):
 
     async def create_thread(self, owner: str, title: str) -> Thread:
         """Create a thread owned by ``owner``; returns once it is committed."""
+        thread, written = self.queue_thread(owner, title)
+        await written
+        return thread
+
+    def queue_thread(self, owner: str, title: str) -> tuple[Thread, Awaitable[Written]]:
+        """Queue a new thread for the next group commit now; await the write once."""
         now = timestamp()
         thread = Thread(new_id("th"), owner, title, now, now)
-        await self._submit(NewThread(thread))
-        return thread
+        try:
+            queued: Awaitable[Written] = self._writes.enqueue(NewThread(thread))
+        except GroupCommitClosed as exc:
+            queued = self._failed(exc)
+        return thread, queued
 
     async def get_thread(self, owner: str, thread_id: str) -> Thread | None:
         """Return the thread when it belongs to ``owner``."""
@@ -260,6 +269,13 @@ class SQLStore(SQLLeases):
     async def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Mark a running run as ended with ``status``; returns after the group commit."""
         await self._submit(EndedRun(run_id, status, timestamp()))
+
+    def queue_run_end(self, run_id: str, status: RunStatus) -> Awaitable[Written]:
+        """Queue the end of a run for the next group commit now; await it once committed."""
+        try:
+            return self._writes.enqueue(EndedRun(run_id, status, timestamp()))
+        except GroupCommitClosed as exc:
+            return self._failed(exc)
 
     # The group commit
 
