@@ -154,10 +154,7 @@ class ChatService:
             self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
             return
         thread_id, created = found
-        history: list[dict[str, str]] = []
-        if created is None:
-            recent = await store.recent_turns(thread_id, self._settings.history_messages)
-            history = [{"role": role, "content": content} for role, content in recent]
+        history = await self._history(thread_id, created)
         run_id = new_id("run")
         # A new thread, the message and the run's record share one commit, and
         # all are in the store before the ack: another instance can cancel the
@@ -200,6 +197,13 @@ class ChatService:
         )
         if self._record is not None:
             self._record.runs += 1
+
+    async def _history(self, thread_id: str, created: _Pending) -> list[dict[str, str]]:
+        """The agent's history: the thread's latest turns; none in a thread this message opens."""
+        if created is not None:
+            return []
+        recent = await self._store.recent_turns(thread_id, self._settings.history_messages)
+        return [{"role": role, "content": content} for role, content in recent]
 
     async def _thread_for(self, message: UserMessage) -> tuple[str, _Pending] | None:
         """The message's thread; None when it is not the user's.
