@@ -16,7 +16,7 @@ from chatgate.broker.memory import MemoryBroker
 from chatgate.chat.runs import RunManager
 from chatgate.chat.service import ChatService
 from chatgate.chat.session import Session
-from chatgate.errors import AuthError
+from chatgate.errors import AuthError, StoreUnavailable
 from chatgate.gateway import e2e_policy_for
 from chatgate.protocol import Cancel, Ping, Resume, TokenRefresh, UserMessage
 from chatgate.settings import load_settings
@@ -175,3 +175,41 @@ async def test_token_refresh_makes_a_new_session_and_refuses_another_user() -> N
         await service.handle(TokenRefresh(id=None, token=mint_token(SECRET, "bob", ttl_s=600)))
     assert refused.value.code == 4003
     assert service.session.user_id == "alice"
+
+
+class DownStore(MemoryStore):
+    """Every queued write of a turn fails as a batch does when the database is down."""
+
+    def _down(self) -> asyncio.Future[Any]:
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(StoreUnavailable("memory store unavailable: down"))
+        self.failed.append(failed)
+        return failed
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[asyncio.Future[Any]] = []
+
+    def queue_thread(self, owner: str, title: str) -> Any:
+        thread, _ = super().queue_thread(owner, title)
+        return thread, self._down()
+
+    def queue_message(self, *args: Any, **kwargs: Any) -> Any:
+        return self._down()
+
+    def queue_run(self, run: Any) -> Any:
+        return self._down()
+
+
+async def test_a_turn_whose_writes_fail_raises_once_and_leaves_no_failure_unread() -> None:
+    world = World()
+    world.store = DownStore()
+    world.runs = RunManager(world.store, world.broker, LoadedAgent("demo", DemoAgent()))
+    service, frames = await world.service()
+    with pytest.raises(StoreUnavailable):
+        await service.handle(UserMessage(id="m1", text="hi", thread_id=None))
+    # The thread's write raised; the message's and the run's failures were read
+    # too (asyncio would otherwise log each as never retrieved).
+    assert len(world.store.failed) == 3
+    assert all(not f._log_traceback for f in world.store.failed)
+    assert frames.types() == []

@@ -9,6 +9,7 @@ so it is tested with a list as its sink.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -61,6 +62,17 @@ class FrameSink(Protocol):
 
 _Pending = Awaitable[object] | None
 """A new thread's write, still to await; None for a thread already stored."""
+
+
+async def _settle_quietly(*writes: Awaitable[object]) -> None:
+    """Await the writes of a turn whose failure an earlier one already raised.
+
+    They fail with it (same batch, or a thread that is not there): awaited, their
+    errors are not reported again as never retrieved.
+    """
+    for write in writes:
+        with contextlib.suppress(Exception):
+            await write
 
 
 class ChatService:
@@ -168,7 +180,10 @@ class ChatService:
                 await created
             stored = await queued
             await recorded
-        except LookupError:
+        except Exception as exc:
+            await _settle_quietly(queued, recorded)
+            if not isinstance(exc, LookupError):
+                raise
             # The thread is gone since it was checked (the in-process store forgets).
             self.error(ErrorCode.THREAD_NOT_FOUND, "no such thread", message.id)
             return
