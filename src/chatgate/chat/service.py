@@ -153,13 +153,7 @@ class ChatService:
         received_at = time.perf_counter()
         store, session = self._store, self.session
         connection_id = session.connection_id
-        if self._runs.in_flight(connection_id) >= self._settings.max_runs_per_connection:
-            self.error(
-                ErrorCode.RATE_LIMITED, "too many runs in flight on this connection", message.id
-            )
-            return
-        if await self._runs.user_in_flight(session.user_id) >= self._settings.max_runs_per_user:
-            self.error(ErrorCode.RATE_LIMITED, "too many runs in flight for this user", message.id)
+        if await self._too_many_runs(message):
             return
         found = await self._thread_for(message)
         if found is None:
@@ -212,6 +206,19 @@ class ChatService:
         )
         if self._record is not None:
             self._record.runs += 1
+
+    async def _too_many_runs(self, message: UserMessage) -> bool:
+        """Refuse the message (True) when its connection or its user has too many runs in flight."""
+        session, settings = self.session, self._settings
+        if self._runs.in_flight(session.connection_id) >= settings.max_runs_per_connection:
+            self.error(
+                ErrorCode.RATE_LIMITED, "too many runs in flight on this connection", message.id
+            )
+            return True
+        if await self._runs.user_in_flight(session.user_id) >= settings.max_runs_per_user:
+            self.error(ErrorCode.RATE_LIMITED, "too many runs in flight for this user", message.id)
+            return True
+        return False
 
     async def _history(self, thread_id: str, created: _Pending) -> list[dict[str, str]]:
         """The agent's history: the thread's latest turns; none in a thread this message opens."""
