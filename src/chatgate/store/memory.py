@@ -35,7 +35,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _Kept(Generic[R]):
+class _Log(Generic[R]):
     """A thread's latest records, and how many older ones were dropped."""
 
     __slots__ = ("dropped", "items")
@@ -45,20 +45,61 @@ class _Kept(Generic[R]):
         self.dropped = 0
 
 
-def _trim(threads: Iterable[str], kept: dict[str, _Kept[R]], excess: int) -> int:
-    """Drop ``excess`` records, oldest first, of the ``threads`` in order; return how many went."""
-    dropped = 0
-    for thread_id in threads:
-        records = kept.get(thread_id)
-        if records is None or not records.items:
-            continue
-        n = min(excess - dropped, len(records.items))
-        del records.items[:n]
-        records.dropped += n
-        dropped += n
-        if dropped >= excess:
-            break
-    return dropped
+class _Bounded(Generic[R]):
+    """Each thread's records, at most ``bound`` in all.
+
+    Past the bound, the oldest records of the threads touched longest ago go
+    first, down to nine tenths of the bound: the cost is spread over many writes.
+    """
+
+    __slots__ = ("_bound", "_count", "_logs", "_touched")
+
+    def __init__(self, bound: int, touched: Iterable[str]) -> None:
+        self._bound = bound
+        self._touched = touched
+        """The thread ids, touched longest ago first (the store's live view)."""
+        self._count = 0
+        self._logs: dict[str, _Log[R]] = defaultdict(_Log)
+
+    def log(self, thread_id: str) -> _Log[R] | None:
+        """The thread's log, when it has one."""
+        return self._logs.get(thread_id)
+
+    def items(self, thread_id: str) -> list[R]:
+        """The thread's records kept, oldest first."""
+        log = self._logs.get(thread_id)
+        return [] if log is None else log.items
+
+    def append(self, thread_id: str, record: R) -> None:
+        """Keep ``record``, last of its thread; drop the oldest records past the bound."""
+        self._logs[thread_id].items.append(record)
+        self._count += 1
+        if self._count > self._bound:
+            self._trim(self._count - self._bound + self._bound // 10)
+
+    def next_number(self, thread_id: str) -> int:
+        """The number of the thread's next record (counting the dropped ones)."""
+        log = self._logs.get(thread_id)
+        return 1 if log is None else log.dropped + len(log.items) + 1
+
+    def forget(self, thread_id: str) -> None:
+        """Drop the thread's records."""
+        log = self._logs.pop(thread_id, None)
+        if log is not None:
+            self._count -= len(log.items)
+
+    def _trim(self, excess: int) -> None:
+        for thread_id in self._touched:
+            log = self._logs.get(thread_id)
+            if log is None or not log.items:
+                continue
+            n = min(excess, len(log.items))
+            del log.items[:n]
+            log.dropped += n
+            self._count -= n
+            excess -= n
+            if excess <= 0:
+                return
 
 
 def _done(write: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
@@ -80,18 +121,14 @@ class MemoryStore:
         # Batching means nothing here: every write is immediate.
         options = options or StoreOptions()
         self._max_threads = options.memory_threads
-        self._max_events = options.memory_events
-        self._max_messages = options.memory_messages
-        self._event_count = 0
-        self._message_count = 0
         self.url = url
         # In the order they were last touched: the first is the one to forget.
         self._threads: dict[str, Thread] = {}
         self._thread_runs: dict[str, list[str]] = defaultdict(list)
-        self._messages: dict[str, _Kept[Message]] = defaultdict(_Kept)
+        self._messages: _Bounded[Message] = _Bounded(options.memory_messages, self._threads)
         self._sequence = itertools.count()
         self._latest_message: dict[str, int] = {}
-        self._events: dict[str, _Kept[StoredEvent]] = defaultdict(_Kept)
+        self._events: _Bounded[StoredEvent] = _Bounded(options.memory_events, self._threads)
         self._runs: dict[str, RunRecord] = {}
         self._heartbeats: dict[str, float] = {}
         self._instances: dict[str, InstanceLease] = {}
@@ -157,25 +194,20 @@ class MemoryStore:
         thread = self._thread(thread_id)
         now = timestamp()
         message = Message(message_id or new_id("msg"), thread_id, role, content, run_id, now)
-        self._messages[thread_id].items.append(message)
         self._latest_message[thread_id] = next(self._sequence)
         del self._threads[thread_id]  # re-inserted last: the most recently touched
         self._threads[thread_id] = Thread(
             thread.id, thread.owner, thread.title, thread.created_at, updated_at=now
         )
-        self._message_count += 1
-        if self._message_count > self._max_messages:
-            self._message_count -= _trim(
-                self._threads, self._messages, _excess(self._message_count, self._max_messages)
-            )
+        # Kept once the thread is the latest touched: past the bound, others lose theirs first.
+        self._messages.append(thread_id, message)
         return message
 
     async def list_messages(
         self, thread_id: str, limit: int | None = None, before: str | None = None
     ) -> list[Message]:
         """Return a thread's messages, oldest first: the last ``limit`` before ``before``."""
-        kept = self._messages.get(thread_id)
-        messages = [] if kept is None else kept.items
+        messages = self._messages.items(thread_id)
         end = len(messages)
         if before is not None:
             end = next((i for i, m in enumerate(messages) if m.id == before), 0)
@@ -184,8 +216,7 @@ class MemoryStore:
 
     async def recent_turns(self, thread_id: str, limit: int) -> list[tuple[Role, str]]:
         """The role and text of a thread's most recent ``limit`` messages, oldest first."""
-        kept = self._messages.get(thread_id)
-        messages = [] if kept is None else kept.items
+        messages = self._messages.items(thread_id)
         return [(m.role, m.content) for m in messages[max(0, len(messages) - limit) :]]
 
     async def append_event(
@@ -212,15 +243,10 @@ class MemoryStore:
         if thread_id not in self._threads:
             future.set_exception(_unknown(thread_id))
             return future
-        log = self._events[thread_id]
-        event_id = log.dropped + len(log.items) + 1
+        events = self._events
+        event_id = events.next_number(thread_id)
         event = StoredEvent(thread_id, event_id, kind, run_id, payload, timestamp())
-        log.items.append(event)
-        self._event_count += 1
-        if self._event_count > self._max_events:
-            self._event_count -= _trim(
-                self._threads, self._events, _excess(self._event_count, self._max_events)
-            )
+        events.append(thread_id, event)
         future.set_result(event)
         return future
 
@@ -239,7 +265,7 @@ class MemoryStore:
         self, thread_id: str, after_event_id: int, limit: int
     ) -> list[StoredEvent]:
         """Return events after ``after_event_id`` (from the oldest kept); ids are dense: a slice."""
-        log = self._events.get(thread_id)
+        log = self._events.log(thread_id)
         if log is None:
             return []
         start = max(after_event_id - log.dropped, 0)
@@ -320,7 +346,7 @@ class MemoryStore:
             if run.status == "running" and self._orphaned(run, dead, stale_after_s):
                 ended = any(
                     e.run_id == run.run_id and e.type in _TERMINAL_EVENTS
-                    for e in self._thread_events(run.thread_id)
+                    for e in self._events.items(run.thread_id)
                 )
                 record = dataclasses.replace(run, status="interrupted", ended=ended)
                 self._runs[run.run_id] = record
@@ -346,32 +372,19 @@ class MemoryStore:
     def _forget(self, thread_id: str) -> None:
         """Drop a thread with its messages, events and finished runs."""
         del self._threads[thread_id]
-        messages = self._messages.pop(thread_id, None)
-        if messages is not None:
-            self._message_count -= len(messages.items)
-        events = self._events.pop(thread_id, None)
-        if events is not None:
-            self._event_count -= len(events.items)
+        self._messages.forget(thread_id)
+        self._events.forget(thread_id)
         self._latest_message.pop(thread_id, None)
         for run_id in self._thread_runs.pop(thread_id, ()):
             run = self._runs.get(run_id)
             if run is not None and run.status != "running":
                 del self._runs[run_id]
 
-    def _thread_events(self, thread_id: str) -> list[StoredEvent]:
-        log = self._events.get(thread_id)
-        return [] if log is None else log.items
-
     def _thread(self, thread_id: str) -> Thread:
         thread = self._threads.get(thread_id)
         if thread is None:
             raise _unknown(thread_id)
         return thread
-
-
-def _excess(count: int, bound: int) -> int:
-    """How many to drop from ``count`` past ``bound``: down to nine tenths of the bound."""
-    return count - bound + bound // 10
 
 
 def _unknown(thread_id: str) -> LookupError:
