@@ -153,23 +153,35 @@ class BatchPlan:
     id) and every write its result.
     """
 
-    writes: Sequence[Write]
+    writes: list[Write]
     new_threads: list[dict[str, Any]] = field(default_factory=list)
     new_runs: list[dict[str, Any]] = field(default_factory=list)
     ended_runs: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[str, ThreadChange] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    queued_events: list[tuple[NewEvent, int]] = field(default_factory=list)
+    queued_messages: list[Message] = field(default_factory=list)
 
     @classmethod
     def of(cls, writes: Sequence[Write]) -> BatchPlan:
-        """Sort ``writes``; the rows that depend on no thread's answer are ready at once."""
-        plan = cls(writes)
-        for write in writes:
-            if isinstance(write, NewEvent | NewDelta):
-                plan._change(write.thread_id).events += 1
+        """Sort ``writes``; the rows that depend on no thread's answer are ready at once.
+
+        ``queued_events`` holds every event, deltas joined, with its place in
+        its thread's events of the batch (1 for the first); ``queued_messages``
+        every message: both before any thread's answer.
+        """
+        plan = cls([])
+        for queued in writes:
+            write = queued.event() if isinstance(queued, NewDelta) else queued
+            plan.writes.append(write)
+            if isinstance(write, NewEvent):
+                change = plan._change(write.thread_id)
+                change.events += 1
+                plan.queued_events.append((write, change.events))
             elif isinstance(write, NewMessage):
                 plan._change(write.message.thread_id).updated_at = write.message.created_at
+                plan.queued_messages.append(write.message)
             elif isinstance(write, NewThread):
                 thread = write.thread
                 plan.new_threads.append(
@@ -225,8 +237,6 @@ class BatchPlan:
         for write in self.writes:
             if isinstance(write, NewEvent):
                 results.append(self._place_event(write, next_id))
-            elif isinstance(write, NewDelta):
-                results.append(self._place_event(write.event(), next_id))
             elif isinstance(write, NewMessage):
                 results.append(self._place_message(write.message, next_id))
             elif isinstance(write, NewThread):

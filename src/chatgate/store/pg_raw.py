@@ -2,11 +2,13 @@
 
 SQLAlchemy's asyncio engine costs a greenlet switch, a compiled-statement
 lookup and result processing per statement, and a ping per checkout; on the
-chat path that was most of the store's CPU. Here a batch is one transaction on
-the writer's connection, each table written with one statement whose text
-asyncpg prepared once on that connection; reads run on connections of their
-own in autocommit, one statement each, so that a batch never queues behind
-readers (see ``store.pg_connections``).
+chat path that was most of the store's CPU. Here a batch is one call, on the
+writer's connection in autocommit, of a function in the database that writes
+each table with one statement (``pg_statements.WRITE_BATCH``): one round trip
+and one transaction, where ``BEGIN``, a statement per table and ``COMMIT``
+took one round trip each. Reads run on connections of their own in autocommit,
+one statement each, so that a batch never queues behind readers (see
+``store.pg_connections``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,6 @@ _GONE = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
 )
-
-_THREAD_ROWS = ("id", "owner", "title", "created_at", "updated_at")
-_MESSAGE_ROWS = ("id", "thread_id", "role", "content", "run_id", "created_at")
-_RUN_ROWS = ("run_id", "thread_id", "owner", "instance_id", "status", "started_at")
-_EVENT_ROWS = ("thread_id", "event_id", "type", "run_id", "payload", "created_at")
-_CREATED = ("created_at", "updated_at")
 
 
 class Refused(StoreUnavailable):
@@ -129,8 +125,8 @@ class RawPostgres:
             return rows
 
     async def write(self, plan: BatchPlan) -> list[Written | Exception]:
-        """Write ``plan`` in one transaction; each write's result once committed."""
-        async with self._checkout(self._writer) as conn, conn.transaction():
+        """Write ``plan`` in one statement (one transaction); each write's result once committed."""
+        async with self._checkout(self._writer) as conn:
             return await _write_plan(conn, plan)
 
 
@@ -147,28 +143,6 @@ def _as_sqlalchemy(exc: asyncpg.PostgresError) -> sa_exc.DBAPIError:
 
 
 async def _write_plan(conn: asyncpg.Connection, plan: BatchPlan) -> list[Written | Exception]:
-    """``SQLStore._write_plan``, one statement per table, in the same order."""
-    if plan.new_threads:
-        await conn.execute(
-            sql.INSERT_THREADS, *sql.columns(plan.new_threads, _THREAD_ROWS, _CREATED)
-        )
-    last_event_ids: dict[str, int] = {}
-    if plan.changes:
-        ids, counts, times = sql.change_arrays(plan.changes)
-        if len(ids) > 1:
-            await conn.execute(sql.LOCK_THREADS, ids)
-        rows = await conn.fetch(sql.CHANGE_THREADS, ids, counts, times)
-        last_event_ids = {row[0]: row[1] for row in rows}
-    results = plan.place(last_event_ids)
-    if plan.messages:
-        await conn.execute(
-            sql.INSERT_MESSAGES, *sql.columns(plan.messages, _MESSAGE_ROWS, _CREATED)
-        )
-    if plan.new_runs:
-        await conn.execute(sql.INSERT_RUNS, *sql.columns(plan.new_runs, _RUN_ROWS, ("started_at",)))
-    if plan.ended_runs:
-        ended = [(r["run"], r["status"], sql.to_time(r["ts"])) for r in plan.ended_runs]
-        await conn.executemany(sql.END_RUN, ended)
-    if plan.events:
-        await conn.execute(sql.INSERT_EVENTS, *sql.columns(plan.events, _EVENT_ROWS, _CREATED))
-    return results
+    """``SQLStore._write_plan`` in one statement: a call of the function that does it."""
+    row = await conn.fetchrow(sql.WRITE_BATCH, *sql.batch_arguments(plan))
+    return plan.place(dict(zip(row[0], row[1], strict=True)))

@@ -2,7 +2,8 @@
 
 What ``chatgate.store.statements`` builds in SQLAlchemy Core for every SQL
 store, written once more in PostgreSQL's own SQL for the chat path: asyncpg
-prepares each text once per connection and keeps it, and a batch inserts each
+prepares each text once per connection and keeps it, and a batch is one call
+of the function ``chatgate_write_batch`` (migration 0003), which writes each
 table's rows with one ``unnest`` of arrays. The differential test
 (``tests/integration/test_pg_differential.py``) runs both versions on the same
 operations and requires the same answers.
@@ -14,7 +15,7 @@ event payloads are stored as the JSON text already encoded by the store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ import orjson
 
 from chatgate.models import Message, RunRecord, StoredEvent, Thread
 from chatgate.protocol import timestamp
-from chatgate.store.batch import ThreadChange
+from chatgate.store.batch import BatchPlan, NewRun, NewThread
 
 GET_THREAD = (
     "SELECT id, owner, title, created_at, updated_at FROM threads WHERE id = $1 AND owner = $2"
@@ -61,44 +62,12 @@ COUNT_RUNNING = (
     "SELECT count(*) FROM runs WHERE status = 'running' AND owner = $1 AND instance_id <> $2"
 )
 
-INSERT_THREADS = (
-    "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
-    " SELECT id, owner, title, created_at, updated_at, 0"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])"
-    " AS v(id, owner, title, created_at, updated_at)"
-)
-# NO KEY UPDATE is the lock the UPDATE takes anyway; taken first, in id order,
-# because one UPDATE over many rows locks them in whatever order its plan
-# visits them, and two instances' batches must not deadlock.
-LOCK_THREADS = "SELECT id FROM threads WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
-CHANGE_THREADS = (
-    "UPDATE threads AS t SET last_event_id = t.last_event_id + v.n,"
-    " updated_at = COALESCE(v.ts, t.updated_at)"
-    " FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS v(id, n, ts)"
-    " WHERE t.id = v.id RETURNING t.id, t.last_event_id"
-)
-# In submission order: messages.seq orders a thread's messages.
-INSERT_MESSAGES = (
-    "INSERT INTO messages (id, thread_id, role, content, run_id, created_at)"
-    " SELECT id, thread_id, role, content, run_id, created_at"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::timestamptz[]) WITH ORDINALITY AS v(id, thread_id, role, content, run_id, created_at, o)"
-    " ORDER BY o"
-)
-INSERT_RUNS = (
-    "INSERT INTO runs (run_id, thread_id, owner, instance_id, status, started_at)"
-    " SELECT run_id, thread_id, owner, instance_id, status, started_at"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])"
-    " AS v(run_id, thread_id, owner, instance_id, status, started_at)"
-)
-# One row at a time (executemany): a run ended twice in one batch ends once,
-# the first time, as separate statements would.
-END_RUN = "UPDATE runs SET status = $2, finished_at = $3 WHERE run_id = $1 AND status = 'running'"
-INSERT_EVENTS = (
-    "INSERT INTO events (thread_id, event_id, type, run_id, payload, created_at)"
-    " SELECT thread_id, event_id, type, run_id, payload, created_at"
-    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::json[],"
-    " $6::timestamptz[]) AS v(thread_id, event_id, type, run_id, payload, created_at)"
+# A batch in one call: the arrays of ``batch_arguments``. The function is
+# created by migration 0003.
+WRITE_BATCH = (
+    "SELECT changed_ids, changed_lasts FROM chatgate_write_batch("
+    " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+    " $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
 )
 
 
@@ -112,28 +81,45 @@ def from_time(value: datetime) -> str:
     return timestamp(value.astimezone(UTC))
 
 
-def columns(
-    rows: Sequence[Mapping[str, Any]], names: Sequence[str], times: Sequence[str] = ()
-) -> list[list[Any]]:
-    """One array per column of ``rows`` (a BatchPlan's), times parsed for the driver."""
-    arrays: list[list[Any]] = []
-    for name in names:
-        if name in times:
-            arrays.append([to_time(row[name]) for row in rows])
-        else:
-            arrays.append([row[name] for row in rows])
-    return arrays
-
-
-def change_arrays(changes: Mapping[str, ThreadChange]) -> tuple[list[str], list[int], list[Any]]:
-    """The thread ids in lock order, with each one's new events and message time."""
-    ids = sorted(changes)
-    times = [changes[i].updated_at for i in ids]
-    return (
+def batch_arguments(plan: BatchPlan) -> list[list[Any]]:
+    """``WRITE_BATCH``'s arguments for ``plan``: one array per column, times parsed."""
+    threads = [write.thread for write in plan.writes if isinstance(write, NewThread)]
+    runs = [write for write in plan.writes if isinstance(write, NewRun)]
+    ids = sorted(plan.changes)
+    changes = [plan.changes[i] for i in ids]
+    messages = plan.queued_messages
+    events = plan.queued_events
+    return [
+        [t.id for t in threads],
+        [t.owner for t in threads],
+        [t.title for t in threads],
+        [to_time(t.created_at) for t in threads],
+        [to_time(t.updated_at) for t in threads],
         ids,
-        [changes[i].events for i in ids],
-        [None if t is None else to_time(t) for t in times],
-    )
+        [c.events for c in changes],
+        [None if c.updated_at is None else to_time(c.updated_at) for c in changes],
+        [m.id for m in messages],
+        [m.thread_id for m in messages],
+        [m.role for m in messages],
+        [m.content for m in messages],
+        [m.run_id for m in messages],
+        [to_time(m.created_at) for m in messages],
+        [r.run.run_id for r in runs],
+        [r.run.thread_id for r in runs],
+        [r.run.owner for r in runs],
+        [r.run.instance_id for r in runs],
+        [to_time(r.ts) for r in runs],
+        [r["run"] for r in plan.ended_runs],
+        [r["status"] for r in plan.ended_runs],
+        [to_time(r["ts"]) for r in plan.ended_runs],
+        [e.thread_id for e, _ in events],
+        # Counted from the end of the thread's events in the batch: 0 for the last.
+        [place - plan.changes[e.thread_id].events for e, place in events],
+        [e.type for e, _ in events],
+        [e.run_id for e, _ in events],
+        [e.encoded for e, _ in events],
+        [to_time(e.ts) for e, _ in events],
+    ]
 
 
 def thread_of(row: Sequence[Any]) -> Thread:
