@@ -20,7 +20,8 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from bench import frames
 
 _TEXT = WSMsgType.TEXT
-ROUND_TRIPS = frozenset({"chat", "parity"})
+ACK = frames.JSON_ACK
+ROUND_TRIPS = frozenset({"chat", "thread", "parity"})
 """Modes whose request is a chat message completed by ``agent_completed``, timed per request."""
 MAX_REQUESTS_PER_SOCKET = 10_000_000
 """A bound on every socket's request loop, besides the measurement window."""
@@ -103,7 +104,9 @@ class Client(WSListener):  # type: ignore[misc]
     """One socket: authenticates, then runs closed-loop requests while ``tally.sending``.
 
     ``mode`` is ``idle`` (authenticate and wait), ``echo`` (a ping, any reply
-    completes it), ``chat`` (a chat message, completed by ``agent_completed``), ``parity``
+    completes it), ``chat`` (a chat message, completed by ``agent_completed``: each
+    opens a thread), ``thread`` (the same, each after the first in the thread the
+    first opened; chatgate only), ``parity``
     (the same with the parity message: the lean server's five events from chatgate too),
     ``stream`` (a ``stream N`` message; every frame counts as an event) or
     ``deltas`` (a ``deltas N`` message; ``agent_text_delta`` frames are counted apart).
@@ -122,6 +125,7 @@ class Client(WSListener):  # type: ignore[misc]
         self.closing = False
         requests = {
             "chat": flavor.chat,
+            "thread": flavor.chat,
             "parity": flavor.parity,
             "stream": flavor.stream,
             "deltas": flavor.deltas,
@@ -217,6 +221,8 @@ class Client(WSListener):  # type: ignore[misc]
                 tally.deltas += data.count(b" ")
         if self.mode == "echo":
             self._completed(now, measured)
+        elif self.mode == "thread" and self._request is flavor.chat and data.startswith(ACK):
+            self._request = frames.json_chat_in(orjson.loads(data)["thread_id"])
         elif data.startswith(flavor.completed):
             if measured and self.mode in ROUND_TRIPS:
                 tally.to_completed.append(now - self.sent_at)

@@ -131,6 +131,14 @@ def socketio_event(event: str, body: dict[str, Any]) -> bytes:
 
 
 JSON_CHAT = json_request("user_message", _CHAT_MESSAGE)
+JSON_ACK = b'{"type":"message_ack"'
+
+
+def json_chat_in(thread_id: str) -> bytes:
+    """The chat message, in an existing thread of the sender's."""
+    return json_request("user_message", {**_CHAT_MESSAGE, "thread_id": thread_id})
+
+
 JSON_STREAM = json_request("user_message", _STREAM_MESSAGE)
 JSON_DELTAS = json_request("user_message", _DELTAS_MESSAGE)
 JSON_PARITY = json_request("user_message", _PARITY_MESSAGE)

@@ -24,6 +24,8 @@ _SCENARIOS = {
     "handshakes": {"kind": "handshakes", "concurrency": 64},
     "echo": {"kind": "load", "mode": "echo", "sockets": 100},
     "chat": {"kind": "load", "mode": "chat", "sockets": 100},
+    "chat1": {"kind": "load", "mode": "chat", "sockets": 1},
+    "thread": {"kind": "load", "mode": "thread", "sockets": 100},
     "chat1000": {"kind": "load", "mode": "chat", "sockets": 1000},
     "parity": {"kind": "load", "mode": "parity", "sockets": 100},
     "stream": {"kind": "load", "mode": "stream", "sockets": 100},

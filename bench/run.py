@@ -116,6 +116,8 @@ def scenarios(config: Config) -> list[Scenario]:
     """The scenarios of a run, in order (those of ``config.only`` when it names any)."""
     # Each demo-agent chat figure, then the parity one beside it.
     chats = [scenario for n in config.chat_sockets for scenario in (chat(n), parity(n))]
+    # The turn in an existing thread, at the first size: chatgate on each store.
+    chats.insert(1, chat(config.chat_sockets[0], "thread"))
     every = [handshakes, echo, *chats, latency, stream, deltas, resume, idle]
     if config.crowd_steps:
         every.append(crowd)
@@ -130,6 +132,8 @@ def servers_for(config: Config, scenario: str, index: int) -> tuple[str, ...]:
         names = config.stores + tuple(s for s in LATENCY_SERVERS if s in config.servers)
     elif scenario == "crowd":
         names = ("chatgate",)
+    elif scenario.startswith("thread"):
+        names = tuple(s for s in config.servers if s == "chatgate" or s in PERSISTED)
     elif scenario.startswith("parity"):
         names = tuple(s for s in PARITY_SERVERS if s in config.servers)
     elif scenario in STORE_SCENARIOS:

@@ -168,8 +168,10 @@ def echo(ctx: Context, server: Server) -> Metrics:
 def chat(sockets: int, mode: str = "chat") -> Scenario:
     """Chat round trips per second on ``sockets`` sockets, and latency percentiles.
 
-    ``mode`` ``chat`` sends ``what is 6*7?`` (the demo agent's turn); ``parity`` is
-    :func:`parity`. The figures are named ``{mode}{sockets}``.
+    ``mode`` ``chat`` sends ``what is 6*7?`` (the demo agent's turn), each message
+    opening a thread; ``thread`` sends it in the thread its socket's first message
+    opened (history grows: the demo agent reads it); ``parity`` is :func:`parity`.
+    The figures are named ``{mode}{sockets}``.
     """
     key = f"{mode}{sockets}"
 
