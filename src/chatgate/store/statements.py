@@ -6,7 +6,7 @@ the stores run often is built here at import time, with bind parameters.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, literal_column, select, text, update
 
 from chatgate.store.schema import Timestamp, events, messages, runs, threads
 
@@ -119,9 +119,10 @@ GET_RUN = select(
     runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id, runs.c.status
 ).where(runs.c.run_id == bindparam("run"), runs.c.owner == bindparam("owner"))
 
-# Running runs are few, and (status, instance_id) is indexed.
+# The status is written out, not bound: only then may the planner use the
+# partial index of running runs by owner (migration 0004).
 COUNT_RUNNING = select(func.count()).where(
-    runs.c.status == "running",
+    runs.c.status == literal_column("'running'"),
     runs.c.owner == bindparam("owner"),
     runs.c.instance_id != bindparam("instance"),
 )

@@ -1,0 +1,70 @@
+"""The SQL stores' migrations give the hot queries the indexes and the function they rely on."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+from chatgate.store import statements
+from chatgate.store.pg_statements import COUNT_RUNNING
+from chatgate.store.postgres import PostgresStore
+from chatgate.store.sqlite import SQLiteStore
+
+from databases import PG_URL, postgres_schema
+
+pytestmark = pytest.mark.integration
+
+# The count of a user's runs running elsewhere, as SQLite is asked it.
+_SQLITE_COUNT = str(statements.COUNT_RUNNING.compile(dialect=sqlite_dialect(paramstyle="named")))
+
+
+async def test_sqlite_counts_a_users_running_runs_through_the_partial_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plan.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN " + _SQLITE_COUNT, {"owner": "alice", "instance": "host:1"}
+        ).fetchall()
+    assert any("ix_runs_running_owner" in str(row[-1]) for row in plan), plan
+
+
+async def test_postgresql_counts_a_users_running_runs_through_the_partial_index() -> None:
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.start()
+        await store.close()
+        schema = url.rsplit("search_path=", 1)[1]
+        conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+        try:
+            # Enough finished runs that a scan of every running one is not the cheap plan.
+            await conn.execute(
+                "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
+                " VALUES ('t', 'u0', 't', now(), now(), 0)"
+            )
+            await conn.execute(
+                "INSERT INTO runs (run_id, thread_id, owner, instance_id, status, started_at)"
+                " SELECT 'r' || i, 't', 'u' || (i % 500), 'host:' || (i % 3),"
+                " CASE WHEN i % 5 = 0 THEN 'running' ELSE 'completed' END, now()"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            await conn.execute("ANALYZE runs")
+            rows = await conn.fetch("EXPLAIN " + COUNT_RUNNING, "u7", "host:1")
+            functions = await conn.fetch(
+                "SELECT p.proname FROM pg_proc AS p JOIN pg_namespace AS n"
+                " ON n.oid = p.pronamespace WHERE n.nspname = $1",
+                schema,
+            )
+        finally:
+            await conn.close()
+    plan = "\n".join(row[0] for row in rows)
+    assert "ix_runs_running_owner" in plan, plan
+    # The batch function lives in the store's own schema, beside its tables.
+    assert [row[0] for row in functions] == ["chatgate_write_batch"]
