@@ -72,3 +72,13 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling_and_a_cap(attempt: 
     delays = [backoff_delay(attempt) for _ in range(200)]
     assert all(0.0 <= delay <= ceiling for delay in delays)
     assert len(set(delays)) > 1
+
+
+def test_the_redis_extra_gives_redis_py_its_c_reply_parser() -> None:
+    # redis-py picks hiredis by itself when it can import it; the broker's
+    # pub/sub reader parses one reply per event delivered.
+    from redis.asyncio.connection import DefaultParser
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE
+    assert DefaultParser.__name__ == "_AsyncHiredisParser"
