@@ -120,6 +120,25 @@ async def test_concurrent_publishes_arrive_in_the_order_they_were_made(cluster: 
     assert [d.event_id for d in got] == [d.event_id for d in sent]
 
 
+async def test_queued_publishes_arrive_in_order_with_the_awaited_ones(cluster: Cluster) -> None:
+    a, b = await cluster.instance(), await cluster.instance()
+    here, there = Inbox(), Inbox()
+    await a.subscribe("alice", here)
+    await b.subscribe("alice", there)
+    sent = [event("th_1", n) for n in range(1, 302)]
+    # publish_soon returns before a remote broker has the delivery; an awaited
+    # publish made after it still arrives after it.
+    for delivery in sent[:150]:
+        await a.publish_soon("alice", delivery)
+    await a.publish("alice", sent[150])
+    for delivery in sent[151:]:
+        await a.publish_soon("alice", delivery)
+    for inbox in (here, there):
+        got = await inbox.take(len(sent))
+        assert [d.event_id for d in got] == [d.event_id for d in sent]
+        assert [d.frame for d in got] == [d.frame for d in sent]
+
+
 async def test_no_event_reaches_another_user(cluster: Cluster) -> None:
     a, b = await cluster.instance(), await cluster.instance()
     alice, bob = Inbox(), Inbox()

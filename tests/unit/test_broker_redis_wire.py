@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from redis.asyncio.connection import DefaultParser
+from redis.utils import HIREDIS_AVAILABLE
 
 from chatgate.broker.redis import RedisBroker
 from chatgate.broker.redis_wire import (
@@ -77,8 +79,5 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling_and_a_cap(attempt: 
 def test_the_redis_extra_gives_redis_py_its_c_reply_parser() -> None:
     # redis-py picks hiredis by itself when it can import it; the broker's
     # pub/sub reader parses one reply per event delivered.
-    from redis.asyncio.connection import DefaultParser
-    from redis.utils import HIREDIS_AVAILABLE
-
     assert HIREDIS_AVAILABLE
     assert DefaultParser.__name__ == "_AsyncHiredisParser"

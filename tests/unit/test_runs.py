@@ -37,11 +37,11 @@ class SlowFirstBroker(MemoryBroker):
         super().__init__()
         self.slowed: set[str] = set()
 
-    async def publish(self, user_id: str, delivery: Delivery) -> None:
+    async def publish_soon(self, user_id: str, delivery: Delivery) -> None:
         if delivery.thread_id not in self.slowed:
             self.slowed.add(delivery.thread_id)
             await asyncio.sleep(0.05)
-        await super().publish(user_id, delivery)
+        await super().publish_soon(user_id, delivery)
 
 
 async def start(runs: RunManager, thread_id: str, run_id: str) -> Run:

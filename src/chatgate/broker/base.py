@@ -75,6 +75,15 @@ class Broker(Protocol):
     async def publish(self, user_id: str, delivery: Delivery) -> None:
         """Deliver to every socket of ``user_id`` on every instance, in publish order."""
 
+    async def publish_soon(self, user_id: str, delivery: Delivery) -> None:
+        """As ``publish``, but return once the delivery is queued behind earlier ones.
+
+        Waits only while the broker holds too many deliveries not yet taken.
+        Never raises for the broker's state: a delivery the broker does not
+        take is logged (how many), since its event is in the store and sockets
+        get it through ``resume``.
+        """
+
     async def subscribe(self, user_id: str, sink: Sink) -> Unsubscribe:
         """Call ``sink`` for each delivery to ``user_id`` published from now on.
 

@@ -39,6 +39,9 @@ class MemoryBroker:
         for sink in tuple(self._sinks.get(user_id, ())):
             call_quietly(sink, delivery)
 
+    # Delivering here takes no wait: queued is delivered.
+    publish_soon = publish
+
     async def subscribe(self, user_id: str, sink: Sink) -> Unsubscribe:
         """Register ``sink``; the returned coroutine function removes it."""
         self._sinks[user_id].append(sink)

@@ -57,6 +57,11 @@ _READ_IDLE_S = 1.0
 _PING_AFTER_S = 5.0
 """A pub/sub connection silent this long is pinged; one that then stays silent is replaced."""
 _REDIS_ERRORS = (RedisError, OSError)
+_QUEUED_MAX = 4096
+"""Deliveries queued and not yet taken by a pipeline past which ``publish_soon`` waits."""
+
+_Outgoing = tuple[bytes, bytes, "asyncio.Future[None] | None"]
+"""A queued publish: channel, payload, and the future of a publisher that waits (or None)."""
 
 
 @dataclass(slots=True)
@@ -109,7 +114,7 @@ class RedisBroker:
         self._listening: AbstractConnection | None = None
         self._up: bool | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._outgoing: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
+        self._outgoing: list[_Outgoing] = []
         self._sender: asyncio.Task[None] | None = None
         self._observer: Callable[[float, int], None] | None = None
 
@@ -170,6 +175,18 @@ class RedisBroker:
             BrokerUnavailable: Redis did not take the message.
         """
         await self._publish(self._user_channel(user_id), encode_delivery(delivery))
+
+    async def publish_soon(self, user_id: str, delivery: Delivery) -> None:
+        """Queue the delivery for the next pipeline and return; wait while too many are queued.
+
+        A pipeline that fails logs how many of these deliveries it lost.
+        """
+        channel, payload = self._user_channel(user_id), encode_delivery(delivery)
+        if len(self._outgoing) < _QUEUED_MAX:
+            self._queue((channel, payload, None))
+            return
+        with contextlib.suppress(BrokerUnavailable):
+            await self._publish(channel, payload)
 
     async def subscribe(self, user_id: str, sink: Sink) -> Unsubscribe:
         """Add ``sink`` to the user's channel, subscribing in Redis for the first local sink.
@@ -248,13 +265,16 @@ class RedisBroker:
         # Publishes that queue up while a round trip is in flight all go in the next
         # pipeline: one round trip for many events, in the order they were published.
         future = asyncio.get_running_loop().create_future()
-        self._outgoing.append((channel, payload, future))
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_outgoing(), name="broker-publisher")
+        self._queue((channel, payload, future))
         await future
 
+    def _queue(self, outgoing: _Outgoing) -> None:
+        self._outgoing.append(outgoing)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_outgoing(), name="broker-publisher")
+
     async def _send_outgoing(self) -> None:
-        batch: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
+        batch: list[_Outgoing] = []
         try:
             while self._outgoing:
                 batch, self._outgoing = self._outgoing, []
@@ -271,11 +291,13 @@ class RedisBroker:
                     _settle(batch, None)
                 if self._observer is not None:
                     self._observer(time.perf_counter() - started, len(batch))
+                batch = []
         finally:
             self._sender = None
             # Cancelled (the broker is closing) or broken: no publisher may wait forever.
             pending, self._outgoing = [*batch, *self._outgoing], []
-            _settle(pending, RedisConnectionError("publisher stopped"))
+            if pending:
+                _settle(pending, RedisConnectionError("publisher stopped"))
 
     # The pub/sub listener
 
@@ -425,11 +447,16 @@ class RedisBroker:
         self._up = True
 
 
-def _settle(
-    batch: list[tuple[bytes, bytes, asyncio.Future[None]]], exc: BaseException | None
-) -> None:
-    """Resolve the publishers' futures; a publisher that gave up (cancelled) is skipped."""
+def _settle(batch: list[_Outgoing], exc: BaseException | None) -> None:
+    """Resolve the publishers' futures; a publisher that gave up (cancelled) is skipped.
+
+    Deliveries nobody waits for, lost with the batch, are logged: how many.
+    """
+    unheard = 0
     for _, _, future in batch:
+        if future is None:
+            unheard += 1
+            continue
         if future.done():
             continue
         if exc is None:
@@ -438,3 +465,10 @@ def _settle(
             error = BrokerUnavailable(f"redis: {type(exc).__name__}")
             error.__cause__ = exc
             future.set_exception(error)
+    if exc is not None and unheard:
+        # Their events are in the store: sockets get them through resume.
+        log.warning(
+            "events not delivered live: broker unavailable",
+            events=unheard,
+            error=type(exc).__name__,
+        )

@@ -24,7 +24,7 @@ from chatgate.agents.loader import LoadedAgent
 from chatgate.broker.base import Broker
 from chatgate.chat.answer import AgentContractError, RunAnswer, UnknownEvent
 from chatgate.chat.publisher import MAX_QUEUED, ThreadPublisher, settled
-from chatgate.errors import BrokerUnavailable, StoreUnavailable
+from chatgate.errors import StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
 from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent, new_id
 from chatgate.ops.metrics import Metrics
@@ -273,12 +273,10 @@ class RunManager:
 
     async def _publish(self, run: Run, event: StoredEvent) -> None:
         delivery = Delivery(event.thread_id, event.event_id, event_frame(event))
-        try:
-            await self._broker.publish(run.user_id, delivery)
-        except BrokerUnavailable:
-            # The event is in the log: sockets get it through resume once the
-            # broker is back. The run goes on rather than losing its work.
-            log.warning("event not delivered live: broker unavailable", run_id=run.run_id)
+        # Not waiting for a remote broker's answer: a turn's events then share
+        # its round trips. One it does not take is in the log, and sockets get
+        # it through resume; the broker says so, and the run goes on.
+        await self._broker.publish_soon(run.user_id, delivery)
         if run.received_at:
             self._metrics.first_event.observe(time.perf_counter() - run.received_at)
             run.received_at = 0.0
