@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from chatgate.broker import redis as redis_broker
 from chatgate.broker.base import Broker, BrokerOptions, open_broker
 from chatgate.models import Delivery
 
@@ -341,4 +342,29 @@ async def test_redis_holds_one_subscription_per_user_while_a_local_sink_wants_it
         assert await observer.pubsub_numsub(channel) == [(channel.encode(), 0)]
     finally:
         await observer.aclose()
+        await nodes.close()
+
+
+@pytest.mark.integration
+async def test_queued_publishes_past_the_bound_wait_and_keep_their_order(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_broker, "_QUEUED_MAX", 3)
+    nodes = Cluster("redis", redis_url)
+    try:
+        a = await nodes.instance()
+        inbox = Inbox()
+        await a.subscribe("alice", inbox)
+        sent = [event("th_1", n) for n in range(1, 41)]
+        waited = 0
+        for delivery in sent:
+            queued = asyncio.ensure_future(a.publish_soon("alice", delivery))
+            await asyncio.sleep(0)
+            # Past three queued and not taken, the publisher waits for a pipeline.
+            waited += not queued.done()
+            await queued
+        got = await inbox.take(len(sent))
+        assert [d.event_id for d in got] == [d.event_id for d in sent]
+        assert waited > 0
+    finally:
         await nodes.close()
