@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -68,3 +69,64 @@ async def test_postgresql_counts_a_users_running_runs_through_the_partial_index(
     assert "ix_runs_running_owner" in plan, plan
     # The batch function lives in the store's own schema, beside its tables.
     assert [row[0] for row in functions] == ["chatgate_write_batch"]
+
+
+async def test_a_postgresql_batch_finds_its_threads_by_index_however_stale_its_plan() -> None:
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.start()
+        schema = url.rsplit("search_path=", 1)[1]
+        conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+        try:
+            # The writer's connection plans the batch's statements while the tables
+            # are empty, and keeps those plans (after five calls, a generic one).
+            await _turns(store, "early", 8)
+            await conn.execute(
+                "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
+                " SELECT 'th_' || i, 'alice', 't', now(), now(), 1"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            await conn.execute(
+                "INSERT INTO messages (id, thread_id, role, content, created_at)"
+                " SELECT 'm_' || i, 'th_' || i, 'user', 'x', now()"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            await conn.execute(
+                "INSERT INTO events (thread_id, event_id, type, payload, created_at)"
+                " SELECT 'th_' || i, 1, 'agent_started', '{}', now()"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            before = await _scans(conn, schema)
+            await _turns(store, "late", 8)
+            after = await _scans(conn, schema)
+        finally:
+            await conn.close()
+            await store.close()
+    assert after.get("threads") == before.get("threads"), (before, after)
+    assert after.get("events") == before.get("events"), (before, after)
+    assert after.get("messages") == before.get("messages"), (before, after)
+
+
+async def _turns(store: PostgresStore, title: str, count: int) -> None:
+    """``count`` batches as a chat turn makes them: a new thread, then events in it."""
+    for n in range(count):
+        thread = await store.create_thread("alice", f"{title} {n}")
+        for kind in ("agent_started", "agent_thinking"):
+            await store.append_event(thread.id, None, kind, {"n": n})
+        await store.add_message(thread.id, "user", "hi", None)
+        # The reads of a turn and of a resume, on the readers' kept statements.
+        assert await store.get_thread("alice", thread.id) is not None
+        assert await store.recent_turns(thread.id, 100) == [("user", "hi")]
+        assert len(await store.events_after(thread.id, 0, 100)) == 2
+        assert len(await store.list_messages(thread.id, limit=50)) == 1
+
+
+async def _scans(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+    """Sequential scans so far of each table of ``schema``, once the counters are flushed."""
+    # A backend reports its counters when idle, at most once a second.
+    await asyncio.sleep(1.2)
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    rows = await conn.fetch(
+        "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE schemaname = $1", schema
+    )
+    return {row[0]: row[1] for row in rows}
