@@ -40,6 +40,10 @@ recognise frames by prefix and never parse them, each socket closed-loop (next r
 the previous one completed), 127.0.0.1 only, every loop bounded in count and time.
 A chat round trip is `user_message` (a new thread each time) through `agent_completed`;
 latencies are measured from the send to the arrival of `agent_started` and `agent_completed`.
+**In one thread per socket** (`thread100`, chatgate on each store only): the same, but each
+socket's messages after its first name the thread its first one opened, as a real client's
+conversation does: the run reads the thread's recent history (up to 100 messages) and the
+thread's row is updated, not created.
 **Parity round trips** (`parity100`, reported beside `chat100`, never instead of it): the same
 closed loop with the message `lean`, which the bench agent answers with exactly what the lean
 python-socketio server sends for any message: `agent_started`, thinking, the calculator's
