@@ -81,6 +81,10 @@ def test_smoke_run_measures_every_scenario_and_stops_every_process(tmp_path: Pat
             assert run[server][figure] > 0, (server, figure)
         assert run[server]["idle20_held"] == 20
         assert run[server]["idle20_kb"] > 0
+    # Turns in one thread per socket: chatgate only (an error frame, such as a
+    # thread not found, would be a note).
+    assert run["chatgate"]["thread8"] > 0
+    assert "thread8" not in run["picows"]
     for store in STORES:
         assert run[store]["deltas"] > 0, store
         assert run[store]["resume_ms"] > 0, store
