@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from chatgate.broker import redis as redis_broker
+from chatgate.broker import redis_publisher
 from chatgate.broker.base import Broker, BrokerOptions, open_broker
 from chatgate.models import Delivery
 
@@ -349,7 +349,7 @@ async def test_redis_holds_one_subscription_per_user_while_a_local_sink_wants_it
 async def test_queued_publishes_past_the_bound_wait_and_keep_their_order(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_broker, "_QUEUED_MAX", 3)
+    monkeypatch.setattr(redis_publisher, "QUEUED_MAX", 3)
     nodes = Cluster("redis", redis_url)
     try:
         a = await nodes.instance()

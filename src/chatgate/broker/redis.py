@@ -11,17 +11,17 @@ Names, under the configured prefix ``P``:
   presence TTL, so the connections of an instance that died stop counting within the TTL.
 
 Publishes that queue up while one round trip is in flight share the next one (a
-pipeline), in the order they were made. One pub/sub connection per process carries
-every channel. A listener task reads it, fans deliveries out to the local sinks, and
-when it fails reconnects with full-jitter exponential backoff, then subscribes again to
-every channel that still has a local subscriber.
+pipeline), in the order they were made (``broker.redis_publisher``). One pub/sub
+connection per process carries every channel. A listener task reads it, fans
+deliveries out to the local sinks, and when it fails reconnects with full-jitter
+exponential backoff, then subscribes again to every channel that still has a
+local subscriber.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from chatgate.broker.base import BrokerOptions, ControlHandler, Sink, Unsubscribe, call_quietly
 from chatgate.broker.redis_presence import RedisPresence
+from chatgate.broker.redis_publisher import RedisPublisher
 from chatgate.broker.redis_wire import (
     backoff_delay,
     decode_delivery,
@@ -57,11 +58,6 @@ _READ_IDLE_S = 1.0
 _PING_AFTER_S = 5.0
 """A pub/sub connection silent this long is pinged; one that then stays silent is replaced."""
 _REDIS_ERRORS = (RedisError, OSError)
-_QUEUED_MAX = 4096
-"""Deliveries queued and not yet taken by a pipeline past which ``publish_soon`` waits."""
-
-_Outgoing = tuple[bytes, bytes, "asyncio.Future[None] | None"]
-"""A queued publish: channel, payload, and the future of a publisher that waits (or None)."""
 
 
 @dataclass(slots=True)
@@ -114,9 +110,7 @@ class RedisBroker:
         self._listening: AbstractConnection | None = None
         self._up: bool | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._outgoing: list[_Outgoing] = []
-        self._sender: asyncio.Task[None] | None = None
-        self._observer: Callable[[float, int], None] | None = None
+        self._publisher = RedisPublisher(self._redis, timeout)
 
     # Lifecycle
 
@@ -143,10 +137,10 @@ class RedisBroker:
 
     async def close(self) -> None:
         """Stop the background tasks, stop counting this instance's connections, disconnect."""
-        tasks = [*self._tasks, *([self._sender] if self._sender else [])]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._publisher.close()
         self._tasks = []
         await self._presence.release_all()
         self._handlers.clear()
@@ -164,7 +158,7 @@ class RedisBroker:
 
     def observe_publishes(self, observer: Callable[[float, int], None]) -> None:
         """Tell ``observer`` each publishing round trip's duration and event count (metrics)."""
-        self._observer = observer
+        self._publisher.observer = observer
 
     # Deliveries
 
@@ -174,19 +168,14 @@ class RedisBroker:
         Raises:
             BrokerUnavailable: Redis did not take the message.
         """
-        await self._publish(self._user_channel(user_id), encode_delivery(delivery))
+        await self._publisher.publish(self._user_channel(user_id), encode_delivery(delivery))
 
     async def publish_soon(self, user_id: str, delivery: Delivery) -> None:
         """Queue the delivery for the next pipeline and return; wait while too many are queued.
 
         A pipeline that fails logs how many of these deliveries it lost.
         """
-        channel, payload = self._user_channel(user_id), encode_delivery(delivery)
-        if len(self._outgoing) < _QUEUED_MAX:
-            self._queue((channel, payload, None))
-            return
-        with contextlib.suppress(BrokerUnavailable):
-            await self._publish(channel, payload)
+        await self._publisher.publish_soon(self._user_channel(user_id), encode_delivery(delivery))
 
     async def subscribe(self, user_id: str, sink: Sink) -> Unsubscribe:
         """Add ``sink`` to the user's channel, subscribing in Redis for the first local sink.
@@ -226,7 +215,7 @@ class RedisBroker:
         Raises:
             BrokerUnavailable: Redis did not take the message.
         """
-        await self._publish(self._control_channel, orjson.dumps(message))
+        await self._publisher.publish(self._control_channel, orjson.dumps(message))
 
     async def on_control(self, handler: ControlHandler) -> None:
         """Call ``handler`` for every control message until ``close``."""
@@ -258,46 +247,6 @@ class RedisBroker:
                 return await operation
         except _REDIS_ERRORS as exc:  # TimeoutError is an OSError
             raise BrokerUnavailable(f"redis: {type(exc).__name__}") from exc
-
-    # Publishing in pipelines
-
-    async def _publish(self, channel: bytes, payload: bytes) -> None:
-        # Publishes that queue up while a round trip is in flight all go in the next
-        # pipeline: one round trip for many events, in the order they were published.
-        future = asyncio.get_running_loop().create_future()
-        self._queue((channel, payload, future))
-        await future
-
-    def _queue(self, outgoing: _Outgoing) -> None:
-        self._outgoing.append(outgoing)
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_outgoing(), name="broker-publisher")
-
-    async def _send_outgoing(self) -> None:
-        batch: list[_Outgoing] = []
-        try:
-            while self._outgoing:
-                batch, self._outgoing = self._outgoing, []
-                pipe = self._redis.pipeline(transaction=False)
-                for channel, payload, _ in batch:
-                    pipe.publish(channel, payload)
-                started = time.perf_counter()
-                try:
-                    async with asyncio.timeout(self.options.timeout_s):
-                        await pipe.execute()
-                except _REDIS_ERRORS as exc:
-                    _settle(batch, exc)
-                else:
-                    _settle(batch, None)
-                if self._observer is not None:
-                    self._observer(time.perf_counter() - started, len(batch))
-                batch = []
-        finally:
-            self._sender = None
-            # Cancelled (the broker is closing) or broken: no publisher may wait forever.
-            pending, self._outgoing = [*batch, *self._outgoing], []
-            if pending:
-                _settle(pending, RedisConnectionError("publisher stopped"))
 
     # The pub/sub listener
 
@@ -445,30 +394,3 @@ class RedisBroker:
         if self._up is False:
             log.info("broker available again", broker=self.url)
         self._up = True
-
-
-def _settle(batch: list[_Outgoing], exc: BaseException | None) -> None:
-    """Resolve the publishers' futures; a publisher that gave up (cancelled) is skipped.
-
-    Deliveries nobody waits for, lost with the batch, are logged: how many.
-    """
-    unheard = 0
-    for _, _, future in batch:
-        if future is None:
-            unheard += 1
-            continue
-        if future.done():
-            continue
-        if exc is None:
-            future.set_result(None)
-        else:
-            error = BrokerUnavailable(f"redis: {type(exc).__name__}")
-            error.__cause__ = exc
-            future.set_exception(error)
-    if exc is not None and unheard:
-        # Their events are in the store: sockets get them through resume.
-        log.warning(
-            "events not delivered live: broker unavailable",
-            events=unheard,
-            error=type(exc).__name__,
-        )

@@ -1,0 +1,129 @@
+"""Publishing to Redis in pipelines: publishes queued during a round trip share the next one.
+
+One sender task at a time takes every queued publish and sends them as one
+pipeline (no transaction), in the order they were made; then the publishers
+that wait hear how it went. A publisher may also not wait (``publish_soon``):
+its delivery is queued and the call returns, unless too many are queued, in
+which case it waits for a round trip like the others. A pipeline that fails
+fails the waiting publishers with ``BrokerUnavailable`` and logs how many of
+the others' deliveries it lost: their events are in the store, and sockets get
+them through ``resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from chatgate.errors import BrokerUnavailable
+from chatgate.logs import get_logger
+
+log = get_logger("chatgate.broker.redis")
+
+_REDIS_ERRORS = (RedisError, OSError)
+QUEUED_MAX = 4096
+"""Publishes queued and not yet taken by a pipeline past which ``publish_soon`` waits."""
+
+_Outgoing = tuple[bytes, bytes, "asyncio.Future[None] | None"]
+"""A queued publish: channel, payload, and the future of a publisher that waits (or None)."""
+
+
+class RedisPublisher:
+    """Sends this process's publishes in pipelines, in the order they were made."""
+
+    def __init__(self, redis: Redis, timeout_s: float) -> None:
+        self._redis = redis
+        self._timeout_s = timeout_s
+        self._outgoing: list[_Outgoing] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.observer: Callable[[float, int], None] | None = None
+        """Told each round trip's duration in seconds and how many publishes it carried."""
+
+    async def publish(self, channel: bytes, payload: bytes) -> None:
+        """Publish, and return once Redis took it.
+
+        Raises:
+            BrokerUnavailable: the pipeline holding it failed.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._queue((channel, payload, future))
+        await future
+
+    async def publish_soon(self, channel: bytes, payload: bytes) -> None:
+        """Queue the publish behind the earlier ones and return; wait while too many are queued."""
+        if len(self._outgoing) < QUEUED_MAX:
+            self._queue((channel, payload, None))
+            return
+        with contextlib.suppress(BrokerUnavailable):
+            await self.publish(channel, payload)
+
+    async def close(self) -> None:
+        """Stop sending; whoever still waits fails, and lost deliveries are logged."""
+        sender = self._sender
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    def _queue(self, outgoing: _Outgoing) -> None:
+        self._outgoing.append(outgoing)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all(), name="broker-publisher")
+
+    async def _send_all(self) -> None:
+        batch: list[_Outgoing] = []
+        try:
+            while self._outgoing:
+                batch, self._outgoing = self._outgoing, []
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, payload, _ in batch:
+                    pipe.publish(channel, payload)
+                started = time.perf_counter()
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        await pipe.execute()
+                except _REDIS_ERRORS as exc:
+                    _settle(batch, exc)
+                else:
+                    _settle(batch, None)
+                if self.observer is not None:
+                    self.observer(time.perf_counter() - started, len(batch))
+                batch = []
+        finally:
+            self._sender = None
+            # Cancelled (the broker is closing) or broken: no publisher may wait forever.
+            pending, self._outgoing = [*batch, *self._outgoing], []
+            if pending:
+                _settle(pending, RedisConnectionError("publisher stopped"))
+
+
+def _settle(batch: list[_Outgoing], exc: BaseException | None) -> None:
+    """Resolve the publishers' futures; a publisher that gave up (cancelled) is skipped.
+
+    Deliveries nobody waits for, lost with the batch, are logged: how many.
+    """
+    unheard = 0
+    for _, _, future in batch:
+        if future is None:
+            unheard += 1
+            continue
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(None)
+        else:
+            error = BrokerUnavailable(f"redis: {type(exc).__name__}")
+            error.__cause__ = exc
+            future.set_exception(error)
+    if exc is not None and unheard:
+        # Their events are in the store: sockets get them through resume.
+        log.warning(
+            "events not delivered live: broker unavailable",
+            events=unheard,
+            error=type(exc).__name__,
+        )
