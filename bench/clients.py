@@ -20,7 +20,6 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from bench import frames
 
 _TEXT = WSMsgType.TEXT
-ACK = frames.JSON_ACK
 ROUND_TRIPS = frozenset({"chat", "thread", "parity"})
 """Modes whose request is a chat message completed by ``agent_completed``, timed per request."""
 MAX_REQUESTS_PER_SOCKET = 10_000_000
@@ -221,7 +220,12 @@ class Client(WSListener):  # type: ignore[misc]
                 tally.deltas += data.count(b" ")
         if self.mode == "echo":
             self._completed(now, measured)
-        elif self.mode == "thread" and self._request is flavor.chat and data.startswith(ACK):
+        elif (
+            self.mode == "thread"
+            and self._request is flavor.chat
+            and data.startswith(frames.JSON_ACK)
+        ):
+            # The first ack names the thread: the next messages go there.
             self._request = frames.json_chat_in(orjson.loads(data)["thread_id"])
         elif data.startswith(flavor.completed):
             if measured and self.mode in ROUND_TRIPS:

@@ -127,7 +127,8 @@ class RawPostgres:
     async def write(self, plan: BatchPlan) -> list[Written | Exception]:
         """Write ``plan`` in one statement (one transaction); each write's result once committed."""
         async with self._checkout(self._writer) as conn:
-            return await _write_plan(conn, plan)
+            row = await conn.fetchrow(sql.WRITE_BATCH, *sql.batch_arguments(plan))
+        return plan.place(dict(zip(row[0], row[1], strict=True)))
 
 
 def _as_sqlalchemy(exc: asyncpg.PostgresError) -> sa_exc.DBAPIError:
@@ -140,9 +141,3 @@ def _as_sqlalchemy(exc: asyncpg.PostgresError) -> sa_exc.DBAPIError:
     elif isinstance(exc, asyncpg.InternalServerError):
         kind = sa_exc.InternalError
     return kind(None, None, exc)
-
-
-async def _write_plan(conn: asyncpg.Connection, plan: BatchPlan) -> list[Written | Exception]:
-    """``SQLStore._write_plan`` in one statement: a call of the function that does it."""
-    row = await conn.fetchrow(sql.WRITE_BATCH, *sql.batch_arguments(plan))
-    return plan.place(dict(zip(row[0], row[1], strict=True)))

@@ -23,7 +23,7 @@ import orjson
 
 from chatgate.models import Message, RunRecord, StoredEvent, Thread
 from chatgate.protocol import timestamp
-from chatgate.store.batch import BatchPlan, NewRun, NewThread
+from chatgate.store.batch import BatchPlan
 
 GET_THREAD = (
     "SELECT id, owner, title, created_at, updated_at FROM threads WHERE id = $1 AND owner = $2"
@@ -83,18 +83,17 @@ def from_time(value: datetime) -> str:
 
 def batch_arguments(plan: BatchPlan) -> list[list[Any]]:
     """``WRITE_BATCH``'s arguments for ``plan``: one array per column, times parsed."""
-    threads = [write.thread for write in plan.writes if isinstance(write, NewThread)]
-    runs = [write for write in plan.writes if isinstance(write, NewRun)]
+    threads, runs, ended = plan.new_threads, plan.new_runs, plan.ended_runs
     ids = sorted(plan.changes)
     changes = [plan.changes[i] for i in ids]
     messages = plan.queued_messages
     events = plan.queued_events
     return [
-        [t.id for t in threads],
-        [t.owner for t in threads],
-        [t.title for t in threads],
-        [to_time(t.created_at) for t in threads],
-        [to_time(t.updated_at) for t in threads],
+        [t["id"] for t in threads],
+        [t["owner"] for t in threads],
+        [t["title"] for t in threads],
+        [to_time(t["created_at"]) for t in threads],
+        [to_time(t["updated_at"]) for t in threads],
         ids,
         [c.events for c in changes],
         [None if c.updated_at is None else to_time(c.updated_at) for c in changes],
@@ -104,14 +103,14 @@ def batch_arguments(plan: BatchPlan) -> list[list[Any]]:
         [m.content for m in messages],
         [m.run_id for m in messages],
         [to_time(m.created_at) for m in messages],
-        [r.run.run_id for r in runs],
-        [r.run.thread_id for r in runs],
-        [r.run.owner for r in runs],
-        [r.run.instance_id for r in runs],
-        [to_time(r.ts) for r in runs],
-        [r["run"] for r in plan.ended_runs],
-        [r["status"] for r in plan.ended_runs],
-        [to_time(r["ts"]) for r in plan.ended_runs],
+        [r["run_id"] for r in runs],
+        [r["thread_id"] for r in runs],
+        [r["owner"] for r in runs],
+        [r["instance_id"] for r in runs],
+        [to_time(r["started_at"]) for r in runs],
+        [r["run"] for r in ended],
+        [r["status"] for r in ended],
+        [to_time(r["ts"]) for r in ended],
         [e.thread_id for e, _ in events],
         # Counted from the end of the thread's events in the batch: 0 for the last.
         [place - plan.changes[e.thread_id].events for e, place in events],
