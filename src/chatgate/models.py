@@ -9,6 +9,7 @@ about twenty of them.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,8 +19,17 @@ Role = Literal["user", "assistant"]
 _ID_BYTES = 12
 
 
-class _RandomIds:
-    """Random bytes drawn from the OS in blocks: one system call per 341 ids, not per id."""
+class _TimeOrderedIds:
+    """Identifiers that sort by the millisecond they were made, then by 96 random bits.
+
+    Every table of the SQL stores is keyed or indexed by these ids. Random keys
+    put each new row on a random page of each index, so that a commit of a
+    hundred turns rewrote hundreds of pages; keys that rise with time land on
+    the last page or two. The random part keeps them unguessable; the time
+    part tells nothing the owner does not see anyway (``created_at``).
+
+    Random bytes are drawn from the OS in blocks: one system call per 341 ids.
+    """
 
     __slots__ = ("_block", "_offset")
 
@@ -30,17 +40,17 @@ class _RandomIds:
         self._offset = 0
 
     def new_id(self, prefix: str) -> str:
-        """A random, URL-safe identifier such as ``th_3f9c...`` (96 random bits)."""
+        """An identifier such as ``th_019a5f3c2b1e3f9c...``: 12 hex digits of time, 24 random."""
         start = self._offset
         end = start + _ID_BYTES
         if end > len(self._block):
             self._block, start, end = secrets.token_bytes(self._BLOCK_BYTES), 0, _ID_BYTES
         self._offset = end
-        return f"{prefix}_{self._block[start:end].hex()}"
+        return f"{prefix}_{time.time_ns() // 1_000_000:012x}{self._block[start:end].hex()}"
 
 
-new_id = _RandomIds().new_id
-"""A random, URL-safe identifier such as ``th_3f9c...`` (96 random bits).
+new_id = _TimeOrderedIds().new_id
+"""An identifier such as ``th_019a5f3c2b1e3f9c...``: the millisecond, then 96 random bits.
 
 A bound method rather than a function around one: a turn makes five ids.
 """
