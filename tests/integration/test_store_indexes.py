@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from chatgate.store import statements
@@ -130,3 +131,121 @@ async def _scans(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
         "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE schemaname = $1", schema
     )
     return {row[0]: row[1] for row in rows}
+
+
+# What a chat turn changes in a row it already wrote: no index may hold these
+# columns, or every message and every finished run moves an index entry.
+_CHANGED_BY_A_TURN = {"threads": {"updated_at", "last_event_id"}, "runs": {"status", "finished_at"}}
+
+
+def _sqlite_indexed_columns(path: Path, table: str) -> dict[str, tuple[set[str], bool]]:
+    """Each index of ``table``: its columns, and whether it is partial."""
+    with sqlite3.connect(path) as conn:
+        indexes = conn.execute(f"PRAGMA index_list({table})").fetchall()
+        return {
+            name: ({row[2] for row in conn.execute(f"PRAGMA index_info({name})")}, bool(partial))
+            for _, name, _, _, partial in indexes
+        }
+
+
+async def test_sqlite_indexes_hold_no_column_a_turn_changes(tmp_path: Path) -> None:
+    path = tmp_path / "indexes.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.start()
+    await store.close()
+    for table, changed in _CHANGED_BY_A_TURN.items():
+        for name, (columns, partial) in _sqlite_indexed_columns(path, table).items():
+            # The partial index of running runs drops a run once, when it ends.
+            if not partial:
+                assert not columns & changed, (table, name, columns)
+    assert _sqlite_indexed_columns(path, "threads")["ix_threads_owner"] == ({"owner"}, False)
+
+
+async def test_sqlite_lists_threads_and_claims_runs_through_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "claims.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.start()
+    said: list[tuple[str, object]] = []
+
+    def heard(_c: object, _cur: object, statement: str, params: object, *_: object) -> None:
+        said.append((statement, params))
+
+    event.listen(store._writer, "before_cursor_execute", heard)
+    try:
+        assert await store.claim_orphaned_runs({"host:9"}, None) == []
+        assert await store.claim_orphaned_runs(set(), 30.0) == []
+    finally:
+        event.remove(store._writer, "before_cursor_execute", heard)
+        await store.close()
+    claims = [(sql, params) for sql, params in said if sql.lstrip().startswith("UPDATE runs")]
+    assert len(claims) == 2, said
+    listing = str(
+        statements.LIST_THREADS.params(owner="alice").compile(
+            dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}
+        )
+    )
+    with sqlite3.connect(path) as conn:
+        for sql, params in claims:
+            plan = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()  # type: ignore[arg-type]
+            details = [str(row[-1]) for row in plan]
+            # Reading every running run is fine (their index holds no other); every run is not.
+            scans = [step for step in details if step.startswith("SCAN runs")]
+            assert scans == ["SCAN runs USING INDEX ix_runs_running_owner"], details
+        plan = conn.execute("EXPLAIN QUERY PLAN " + listing).fetchall()
+    assert "SEARCH threads USING INDEX ix_threads_owner" in str(plan), plan
+
+
+async def test_postgresql_indexes_hold_no_column_a_turn_changes_and_claims_use_one() -> None:
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.start()
+        schema = url.rsplit("search_path=", 1)[1]
+        said: list[tuple[str, object]] = []
+
+        def heard(_c: object, _cur: object, statement: str, params: object, *_: object) -> None:
+            said.append((statement, params))
+
+        engine = store._writer.sync_engine
+        event.listen(engine, "before_cursor_execute", heard)
+        try:
+            assert await store.claim_orphaned_runs({"host:9"}, None) == []
+        finally:
+            event.remove(engine, "before_cursor_execute", heard)
+            await store.close()
+        conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+        try:
+            indexes = await conn.fetch(
+                "SELECT t.relname, i.relname, a.attname, x.indpred IS NOT NULL"
+                " FROM pg_index AS x"
+                " JOIN pg_class AS i ON i.oid = x.indexrelid"
+                " JOIN pg_class AS t ON t.oid = x.indrelid"
+                " JOIN pg_namespace AS n ON n.oid = t.relnamespace"
+                " JOIN pg_attribute AS a ON a.attrelid = t.oid AND a.attnum = ANY(x.indkey)"
+                " WHERE n.nspname = $1",
+                schema,
+            )
+            await conn.execute(
+                "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
+                " VALUES ('t', 'u0', 't', now(), now(), 0)"
+            )
+            await conn.execute(
+                "INSERT INTO runs (run_id, thread_id, owner, instance_id, status, started_at)"
+                " SELECT 'r' || i, 't', 'u' || (i % 500), 'host:' || (i % 3),"
+                " CASE WHEN i % 100 = 0 THEN 'running' ELSE 'completed' END, now()"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            await conn.execute("ANALYZE runs")
+            claims = [(sql, p) for sql, p in said if sql.lstrip().startswith("UPDATE runs")]
+            assert len(claims) == 1, said
+            sql, params = claims[0]
+            plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + sql, *params))  # type: ignore[misc]
+        finally:
+            await conn.close()
+    for table, _index, column, partial in indexes:
+        if not partial:
+            assert column not in _CHANGED_BY_A_TURN.get(table, set()), (table, _index, column)
+    assert {(t, i, c) for t, i, c, _ in indexes if t == "threads"} >= {
+        ("threads", "ix_threads_owner", "owner")
+    }
+    assert "ix_runs_running_owner" in plan, plan
+    assert "Seq Scan on runs" not in plan, plan

@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from chatgate.models import RunRecord
 from chatgate.protocol import timestamp
+from chatgate.store import statements
 from chatgate.store.base import InstanceLease
 from chatgate.store.schema import TERMINAL_EVENTS, events, instances, runs
 
@@ -28,6 +29,14 @@ T = TypeVar("T")
 
 class SQLLeases:
     """The lease and claim methods of the ``Store`` interface; mixed into ``SQLStore``."""
+
+    locks_rows = True
+    """Whether the database locks each row a transaction changes (PostgreSQL).
+
+    A claim then takes its runs' locks in id order. SQLite locks the whole
+    database instead, and an ORDER BY there would read the runs in key order:
+    every run ever started, rather than the running ones from their index.
+    """
 
     async def register_instance(self, instance: InstanceLease) -> None:
         """Record a starting process and its first heartbeat."""
@@ -96,15 +105,12 @@ class SQLLeases:
             return []
         # Locked in id order, as the group commit's batches lock the runs they
         # end, so that a claim and a batch cannot deadlock.
-        orphaned = (
-            select(runs.c.run_id)
-            .where(runs.c.status == "running", or_(*reasons))
-            .order_by(runs.c.run_id)
-            .with_for_update(key_share=True)
-        )
+        orphaned = select(runs.c.run_id).where(statements.IS_RUNNING, or_(*reasons))
+        if self.locks_rows:
+            orphaned = orphaned.order_by(runs.c.run_id).with_for_update(key_share=True)
         claim = (
             update(runs)
-            .where(runs.c.status == "running", runs.c.run_id.in_(orphaned.scalar_subquery()))
+            .where(statements.IS_RUNNING, runs.c.run_id.in_(orphaned.scalar_subquery()))
             .values(status="interrupted", finished_at=timestamp())
             .returning(runs.c.run_id, runs.c.thread_id, runs.c.owner, runs.c.instance_id)
         )

@@ -75,6 +75,7 @@ class SQLiteStore(SQLStore):
     """
 
     kind = "sqlite"
+    locks_rows = False
 
     def __init__(self, url: str, options: StoreOptions | None = None) -> None:
         target = opening.sqlite_url(url)

@@ -120,9 +120,12 @@ GET_RUN = select(
 ).where(runs.c.run_id == bindparam("run"), runs.c.owner == bindparam("owner"))
 
 # The status is written out, not bound: only then may the planner use the
-# partial index of running runs by owner (migration 0004).
+# partial index of running runs by owner (migration 0004), the one index
+# that holds running runs.
+IS_RUNNING = runs.c.status == literal_column("'running'")
+
 COUNT_RUNNING = select(func.count()).where(
-    runs.c.status == literal_column("'running'"),
+    IS_RUNNING,
     runs.c.owner == bindparam("owner"),
     runs.c.instance_id != bindparam("instance"),
 )
