@@ -10,6 +10,13 @@ and prints instructions per operation and the ratio to the first server::
     .venv/bin/python -m bench.instructions --op handshakes --servers chatgate,uvicorn
     .venv/bin/python -m bench.instructions --op chat --count 100
     .venv/bin/python -m bench.instructions --op parity --servers chatgate,socketio-lean
+    .venv/bin/python -m bench.instructions --op chat --count 400 --sockets 20 \\
+        --servers chatgate,chatgate-sqlite
+
+``--sockets`` runs the round trips from that many sockets at once, closed loop,
+so that turns share the group commit's batches as under load (larger ones than
+in a timed run: the server is slower here). ``thread`` is ``chat`` with each
+socket's turns in one thread.
 
 ``chat`` is the demo agent's turn (``what is 6*7?``: ack and eight events from
 chatgate); ``parity`` is the turn that sends what the lean python-socketio
@@ -57,41 +64,51 @@ class Counted:
         return self.instructions / self.operations
 
 
-async def _handshakes(target: Target, count: int) -> None:
+async def _handshakes(target: Target, count: int, _sockets: int) -> int:
     tally = Tally()
     for _ in range(count):
         client = await open_client(target, "idle", tally, "instructions-user")
         assert client.transport is not None
         client.close()
         await asyncio.wait_for(client.transport.wait_disconnected(), _OP_TIMEOUT_S)
+    return count
 
 
-async def _round_trips(target: Target, count: int, mode: str) -> None:
+async def _round_trips(target: Target, count: int, mode: str, sockets: int) -> int:
+    # One tally for every socket: together they stop once ``count`` round trips are done.
     tally = Tally(window=Window(0.0, float("inf")))
-    client = await open_client(target, mode, tally, "instructions-user")
-    idle = client.start()
+    clients = [
+        await open_client(target, mode, tally, f"instructions-user-{n}") for n in range(sockets)
+    ]
+    idles = [client.start() for client in clients]
     async with asyncio.timeout(_OP_TIMEOUT_S * count):
-        # The client counts in its frame callback; a bounded poll is the simplest wait.
+        # The clients count in their frame callbacks; a bounded poll is the simplest wait.
         while tally.completed < count:  # noqa: ASYNC110 - see above
             await asyncio.sleep(0.005)
     tally.sending = False
-    await asyncio.wait_for(idle, _OP_TIMEOUT_S)
-    client.close()
-    assert client.transport is not None
-    await asyncio.wait_for(client.transport.wait_disconnected(), CONNECT_TIMEOUT_S)
+    await asyncio.wait_for(asyncio.gather(*idles), _OP_TIMEOUT_S)
+    for client in clients:
+        client.close()
+        assert client.transport is not None
+        await asyncio.wait_for(client.transport.wait_disconnected(), CONNECT_TIMEOUT_S)
     if tally.errors:
-        raise RuntimeError(f"{tally.errors} chat round trips failed")
+        raise RuntimeError(f"{tally.errors} round trips failed")
+    return tally.completed
 
 
-async def _chats(target: Target, count: int) -> None:
-    await _round_trips(target, count, "chat")
+async def _chats(target: Target, count: int, sockets: int) -> int:
+    return await _round_trips(target, count, "chat", sockets)
 
 
-async def _parity(target: Target, count: int) -> None:
-    await _round_trips(target, count, "parity")
+async def _threads(target: Target, count: int, sockets: int) -> int:
+    return await _round_trips(target, count, "thread", sockets)
 
 
-_OPERATIONS = {"handshakes": _handshakes, "chat": _chats, "parity": _parity}
+async def _parity(target: Target, count: int, sockets: int) -> int:
+    return await _round_trips(target, count, "parity", sockets)
+
+
+_OPERATIONS = {"handshakes": _handshakes, "chat": _chats, "thread": _threads, "parity": _parity}
 
 
 def _control(pid: int, *arguments: str) -> None:
@@ -111,8 +128,15 @@ def _totals(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-def count(fleet: Fleet, scratch: Path, name: str, op: str, operations: int) -> Counted:
-    """Run ``operations`` of ``op`` against ``name`` under callgrind; count them only."""
+def count(
+    fleet: Fleet, scratch: Path, name: str, op: str, operations: int, *, sockets: int = 1
+) -> Counted:
+    """Run ``operations`` of ``op`` against ``name`` under callgrind; count them only.
+
+    Round trips come from ``sockets`` sockets at once, each closed loop; the
+    count is per round trip completed, which may exceed ``operations`` by the
+    few in flight when the tally reached it.
+    """
     out = scratch / f"callgrind-{name}.out"
     wrapper = [
         "valgrind",
@@ -124,9 +148,9 @@ def count(fleet: Fleet, scratch: Path, name: str, op: str, operations: int) -> C
     try:
         target = Target.from_job({"target": server.target()})
         run = _OPERATIONS[op]
-        uvloop.run(run(target, WARMUP_OPS))
+        uvloop.run(run(target, WARMUP_OPS, sockets))
         _control(server.process.pid, "--instr=on")
-        uvloop.run(run(target, operations))
+        done = uvloop.run(run(target, operations, sockets))
         _control(server.process.pid, "--instr=off")
         _control(server.process.pid, "--dump")
     finally:
@@ -134,7 +158,7 @@ def count(fleet: Fleet, scratch: Path, name: str, op: str, operations: int) -> C
     dumps = sorted(scratch.glob(f"callgrind-{name}.out.*"))
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump for {name}:\n{server.log_tail()}")
-    return Counted(name, operations, _totals(dumps[0]))
+    return Counted(name, done, _totals(dumps[0]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,9 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--op", choices=sorted(_OPERATIONS), default="handshakes")
     parser.add_argument("--servers", default="chatgate,uvicorn")
     parser.add_argument("--count", type=int, default=200, help=f"operations (1..{MAX_COUNT})")
+    parser.add_argument(
+        "--sockets",
+        type=int,
+        default=1,
+        help="round trips from this many sockets at once (chat, thread, parity): batches form",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be between 1 and {MAX_COUNT}")
+    if not 1 <= args.sockets <= args.count or (args.sockets > 1 and args.op == "handshakes"):
+        parser.error("--sockets must be between 1 and --count, and 1 for handshakes")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
@@ -154,9 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="chatgate-instructions-") as scratch,
         Fleet(Path(scratch), secrets.token_urlsafe(32)) as fleet,
     ):
-        counted = [count(fleet, Path(scratch), name, args.op, args.count) for name in names]
+        counted = [
+            count(fleet, Path(scratch), name, args.op, args.count, sockets=args.sockets)
+            for name in names
+        ]
     first = counted[0]
-    print(f"{args.op}: {args.count} operations, one after the other, per server")
+    how = "one after the other" if args.sockets == 1 else f"from {args.sockets} sockets at once"
+    print(f"{args.op}: {args.count} operations, {how}, per server")
     for result in counted:
         ratio = result.per_operation / first.per_operation
         print(
