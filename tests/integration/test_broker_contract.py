@@ -368,3 +368,38 @@ async def test_queued_publishes_past_the_bound_wait_and_keep_their_order(
         assert waited > 0
     finally:
         await nodes.close()
+
+
+@pytest.mark.integration
+async def test_a_users_queued_deliveries_share_messages_and_arrive_in_order(
+    redis_url: str,
+) -> None:
+    nodes = Cluster("redis", redis_url)
+    observer = Redis.from_url(redis_url)
+    pubsub = observer.pubsub()
+    try:
+        a = await nodes.instance()
+        b = await nodes.instance()
+        alice, bob = Inbox(), Inbox()
+        await b.subscribe("alice", alice)
+        await b.subscribe("bob", bob)
+        await pubsub.subscribe(f"{nodes.prefix}:user:alice")
+        assert (await pubsub.get_message(timeout=WAIT_S) or {}).get("type") == "subscribe"
+        to_alice = [event("th_a", n) for n in range(1, 21)]
+        to_bob = [event("th_b", n) for n in range(1, 21)]
+        for mine, theirs in zip(to_alice, to_bob, strict=True):
+            await a.publish_soon("alice", mine)
+            await a.publish_soon("bob", theirs)
+        assert await alice.take(len(to_alice)) == to_alice
+        assert await bob.take(len(to_bob)) == to_bob
+        messages = []
+        while (message := await pubsub.get_message(timeout=0.5)) is not None:
+            messages.append(message)
+        # Twenty deliveries queued together cross Redis in fewer messages than twenty.
+        assert 1 <= len(messages) < len(to_alice), len(messages)
+        assert alice.pending() == []
+        assert bob.pending() == []
+    finally:
+        await pubsub.aclose()
+        await observer.aclose()
+        await nodes.close()

@@ -2,8 +2,9 @@ r"""A Redis broker: the instances of one deployment share events, connection cou
 
 Names, under the configured prefix ``P``:
 
-- ``P:user:<user_id>``, a channel: the user's deliveries, each
-  ``<thread_id>\n<event_id>\n<frame>``, so that the frame, encoded once by the
+- ``P:user:<user_id>``, a channel: the user's deliveries, one message each
+  ``<thread_id>\n<event_id>\n<frame>``, or several in one message
+  (``redis_wire.encode_deliveries``), so that the frame, encoded once by the
   publisher, reaches every socket as it is.
 - ``P:control``, a channel: control messages, one JSON object each.
 - ``P:conns:<user_id>``, a sorted set: the user's connections on every instance, scored by
@@ -40,9 +41,9 @@ from chatgate.broker.redis_presence import RedisPresence
 from chatgate.broker.redis_publisher import RedisPublisher
 from chatgate.broker.redis_wire import (
     backoff_delay,
-    decode_delivery,
+    check_delivery,
+    decode_deliveries,
     describe_url,
-    encode_delivery,
 )
 from chatgate.errors import BrokerUnavailable, ConfigError
 from chatgate.logs import correlation_id, get_logger
@@ -168,14 +169,16 @@ class RedisBroker:
         Raises:
             BrokerUnavailable: Redis did not take the message.
         """
-        await self._publisher.publish(self._user_channel(user_id), encode_delivery(delivery))
+        check_delivery(delivery)
+        await self._publisher.publish(self._user_channel(user_id), delivery)
 
     async def publish_soon(self, user_id: str, delivery: Delivery) -> None:
         """Queue the delivery for the next pipeline and return; wait while too many are queued.
 
         A pipeline that fails logs how many of these deliveries it lost.
         """
-        await self._publisher.publish_soon(self._user_channel(user_id), encode_delivery(delivery))
+        check_delivery(delivery)
+        await self._publisher.publish_soon(self._user_channel(user_id), delivery)
 
     async def subscribe(self, user_id: str, sink: Sink) -> Unsubscribe:
         """Add ``sink`` to the user's channel, subscribing in Redis for the first local sink.
@@ -363,12 +366,14 @@ class RedisBroker:
         if channel is None or not channel.sinks:
             return
         try:
-            delivery = decode_delivery(data)
+            deliveries = decode_deliveries(data)
         except ValueError:
             log.warning("malformed delivery dropped", channel=name.decode(errors="replace"))
             return
-        for sink in tuple(channel.sinks):
-            call_quietly(sink, delivery)
+        sinks = tuple(channel.sinks)
+        for delivery in deliveries:
+            for sink in sinks:
+                call_quietly(sink, delivery)
 
     def _on_control_message(self, data: bytes) -> None:
         try:

@@ -2,7 +2,11 @@
 
 One sender task at a time takes every queued publish and sends them as one
 pipeline (no transaction), in the order they were made; then the publishers
-that wait hear how it went. A publisher may also not wait (``publish_soon``):
+that wait hear how it went. The deliveries queued for one channel share one
+message (``redis_wire.encode_deliveries``): a turn's events cost the
+subscribers one read, not one each. Channels are independent (a socket
+listens to its user's only), so only a control message, which every instance
+reads, keeps its place between deliveries. A publisher may also not wait (``publish_soon``):
 its delivery is queued and the call returns, unless too many are queued, in
 which case it waits for a round trip like the others. A pipeline that fails
 fails the waiting publishers with ``BrokerUnavailable`` and logs how many of
@@ -21,8 +25,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from chatgate.broker.redis_wire import MANY_MAX_BYTES, encode_deliveries
 from chatgate.errors import BrokerUnavailable
 from chatgate.logs import get_logger
+from chatgate.models import Delivery
 
 log = get_logger("chatgate.broker.redis")
 
@@ -30,8 +36,9 @@ _REDIS_ERRORS = (RedisError, OSError)
 QUEUED_MAX = 4096
 """Publishes queued and not yet taken by a pipeline past which ``publish_soon`` waits."""
 
-_Outgoing = tuple[bytes, bytes, "asyncio.Future[None] | None"]
-"""A queued publish: channel, payload, and the future of a publisher that waits (or None)."""
+_Outgoing = tuple[bytes, "Delivery | bytes", "asyncio.Future[None] | None"]
+"""A queued publish: channel, delivery (or a message as is), and the future of a publisher
+that waits (or None)."""
 
 
 class RedisPublisher:
@@ -45,8 +52,8 @@ class RedisPublisher:
         self.observer: Callable[[float, int], None] | None = None
         """Told each round trip's duration in seconds and how many publishes it carried."""
 
-    async def publish(self, channel: bytes, payload: bytes) -> None:
-        """Publish, and return once Redis took it.
+    async def publish(self, channel: bytes, payload: Delivery | bytes) -> None:
+        """Publish a delivery (checked by the caller) or a message, and return once Redis took it.
 
         Raises:
             BrokerUnavailable: the pipeline holding it failed.
@@ -55,7 +62,7 @@ class RedisPublisher:
         self._queue((channel, payload, future))
         await future
 
-    async def publish_soon(self, channel: bytes, payload: bytes) -> None:
+    async def publish_soon(self, channel: bytes, payload: Delivery) -> None:
         """Queue the publish behind the earlier ones and return; wait while too many are queued."""
         if len(self._outgoing) < QUEUED_MAX:
             self._queue((channel, payload, None))
@@ -81,8 +88,8 @@ class RedisPublisher:
             while self._outgoing:
                 batch, self._outgoing = self._outgoing, []
                 pipe = self._redis.pipeline(transaction=False)
-                for channel, payload, _ in batch:
-                    pipe.publish(channel, payload)
+                for channel, message in pipeline_messages(batch):
+                    pipe.publish(channel, message)
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout(self._timeout_s):
@@ -100,6 +107,36 @@ class RedisPublisher:
             pending, self._outgoing = [*batch, *self._outgoing], []
             if pending:
                 _settle(pending, RedisConnectionError("publisher stopped"))
+
+
+def pipeline_messages(batch: list[_Outgoing]) -> list[tuple[bytes, bytes]]:
+    """The messages that carry ``batch``: its deliveries to one channel together, in order.
+
+    A message (a control message) stays where it was queued: the deliveries
+    queued before it go before it. A message of several deliveries takes up to
+    :data:`MANY_MAX_BYTES` of frames.
+    """
+    messages: list[tuple[bytes, bytes]] = []
+    waiting: dict[bytes, list[Delivery]] = {}
+    sizes: dict[bytes, int] = {}
+    for channel, payload, _ in batch:
+        if isinstance(payload, bytes):
+            messages += [(name, encode_deliveries(group)) for name, group in waiting.items()]
+            waiting.clear()
+            sizes.clear()
+            messages.append((channel, payload))
+            continue
+        group = waiting.get(channel)
+        size = sizes.get(channel, 0) + len(payload.frame)
+        if group is None or size > MANY_MAX_BYTES:
+            if group is not None:
+                messages.append((channel, encode_deliveries(group)))
+            waiting[channel] = group = []
+            size = len(payload.frame)
+        group.append(payload)
+        sizes[channel] = size
+    messages += [(name, encode_deliveries(group)) for name, group in waiting.items()]
+    return messages
 
 
 def _settle(batch: list[_Outgoing], exc: BaseException | None) -> None:
