@@ -86,7 +86,9 @@ model streaming over the network never does that. The 200-delta runs never pause
 Timed figures on this kind of machine move by a third from run to run. For a figure the noise
 does not move, `.venv/bin/python -m bench.instructions --op handshakes` (or `--op chat`, or
 `--op parity`) counts with callgrind the instructions each server executes per operation, and
-their ratio.
+their ratio. With `--sockets 20` the round trips come from 20 sockets at once, so that the
+stores' group commits form batches as under load; the full run counts chat round trips so on
+each store, and the targets table gives the store ratios from those counts too.
 
 To see where chatgate's time goes under one of these loads (py-spy comes with the bench extra):
 `.venv/bin/python -m bench.profiling --scenario chat` (also `handshakes`, `echo`, `chat1000`,

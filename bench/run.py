@@ -106,10 +106,21 @@ EXTRAS: tuple[tuple[str, ...], ...] = (
     ("instructions", "--op", "handshakes", "--servers", _BASELINES),
     ("instructions", "--op", "chat", "--servers", f"{_BASELINES},socketio-lean", "--count", "100"),
     ("instructions", "--op", "parity", "--servers", "chatgate,socketio-lean", "--count", "100"),
+    (
+        "instructions",
+        "--op",
+        "chat",
+        "--servers",
+        "chatgate,chatgate-sqlite,chatgate-postgres,chatgate-pg-redis",
+        "--count",
+        "400",
+        "--sockets",
+        str(targets.STORE_COUNT_SOCKETS),
+    ),
 )
 """Benchmarks other modules of ``bench/`` provide, with their arguments; a full run
 includes what they print."""
-_EXTRA_TIMEOUT_S = 300
+_EXTRA_TIMEOUT_S = 600
 
 
 def scenarios(config: Config) -> list[Scenario]:
@@ -212,15 +223,20 @@ def extras() -> list[tuple[str, str]]:
     return found
 
 
-def handshake_counts(found: list[tuple[str, str]]) -> dict[str, float]:
-    """Instructions per handshake by server, from the extras' instruction count, if it ran."""
+def instruction_counts(found: list[tuple[str, str]]) -> targets.Counts:
+    """Instructions per operation by server, of each instruction count the extras made."""
+    counts: targets.Counts = {}
     for name, output in found:
-        if "instructions" in name and "--op handshakes" in name:
-            return targets.instruction_counts(output)
-    return {}
+        if "instructions" not in name:
+            continue
+        if "--op handshakes" in name:
+            counts["handshakes"] = targets.instruction_counts(output)
+        elif "--sockets" in name:
+            counts["stores"] = targets.instruction_counts(output)
+    return counts
 
 
-def persisted(config: Config, runs: report.Runs, counts: dict[str, float]) -> list[str]:
+def persisted(config: Config, runs: report.Runs, counts: targets.Counts) -> list[str]:
     """The sections about "Persisted chat at full speed": targets, reference, the figures.
 
     A table this run measured nothing for (a header and nothing under it) is left out.
@@ -267,7 +283,7 @@ def document(
         "",
         report.settings(config),
         "",
-        *persisted(config, runs, handshake_counts(found)),
+        *persisted(config, runs, instruction_counts(found)),
         "## Results",
         "",
         report.table(config, runs),
@@ -357,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.streamed(config, runs))
     print()
-    print("\n".join(persisted(config, runs, handshake_counts(found))))
+    print("\n".join(persisted(config, runs, instruction_counts(found))))
     if notes:
         print("\nnotes:\n" + "\n".join(f"- {note}" for note in notes))
     print(f"\n{config.name} run took {time.monotonic() - started:.0f} s")

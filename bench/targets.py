@@ -255,9 +255,41 @@ def _store_targets(runs: Runs) -> list[Target]:
     ]
 
 
-def checks(runs: Runs, counts: dict[str, float]) -> list[Target]:
+STORE_COUNT_SOCKETS = 20
+"""Sockets of the full run's instruction count of chat round trips on each store."""
+
+
+Counts = dict[str, dict[str, float]]
+"""Instructions per operation by server, for each instruction count a run made:
+``handshakes``, and ``stores`` (chat round trips from many sockets at once)."""
+
+_STORE_RATIOS = (
+    ("SQLite ≥ 0.7x memory", "chatgate-sqlite", 0.7),
+    ("PostgreSQL ≥ 0.5x memory", "chatgate-postgres", 0.5),
+    ("PostgreSQL + Redis ≥ 0.45x memory", "chatgate-pg-redis", 0.45),
+)
+
+
+def _store_instruction_targets(counts: dict[str, float]) -> list[Target]:
+    """The store ratios again, from instructions per round trip: memory's over the store's."""
+    memory = counts.get("chatgate")
+    return [
+        Target(
+            f"chat round trips, {label}, by instructions per round trip from "
+            f"{STORE_COUNT_SOCKETS} sockets",
+            None if memory is None or server not in counts else memory / counts[server],
+            goal,
+            "the store's work per turn (statements, Python) costs more than the goal allows",
+        )
+        for label, server, goal in _STORE_RATIOS
+        if server in counts
+    ]
+
+
+def checks(runs: Runs, counts: Counts) -> list[Target]:
     """Every target of the issue this harness can measure, in the issue's order."""
     found = _store_targets(runs)
+    found[4:4] = _store_instruction_targets(counts.get("stores", {}))
     for n in (100, 1000):
         found.append(
             Target(
@@ -283,10 +315,10 @@ def checks(runs: Runs, counts: dict[str, float]) -> list[Target]:
                 3.0,
             )
         )
-    return found + _handshake_targets(runs, counts) + _crowd_targets(runs)
+    return found + _handshake_targets(runs, counts.get("handshakes", {})) + _crowd_targets(runs)
 
 
-def targets(runs: Runs, counts: dict[str, float]) -> str:
+def targets(runs: Runs, counts: Counts) -> str:
     """A table of the issue's targets: the figure, the verdict, and why when missed."""
     lines = ["| target | measured | verdict | why, when missed |", "|---|---|---|---|"]
     for target in checks(runs, counts):
