@@ -80,3 +80,23 @@ class Refused:
     async def run(self, _history: Sequence[Any], _text: str) -> AsyncIterator[dict[str, Any]]:
         yield {"type": "agent_text_delta", "payload": {"text": "partial"}}
         raise AgentFailure("model_auth_failed", "the model server refused the API key")
+
+
+class Nul:
+    """Answers with a NUL character in its text, as a broken model might."""
+
+    name = "nul"
+
+    async def run(self, _history: Sequence[Any], _text: str) -> AsyncIterator[dict[str, Any]]:
+        yield {"type": "agent_text_delta", "payload": {"text": "before\x00after"}}
+        yield {"type": "agent_completed", "payload": {}}
+
+
+class Unencodable:
+    """Completes with a lone surrogate in its text, no delta before it."""
+
+    name = "unencodable"
+
+    async def run(self, _history: Sequence[Any], _text: str) -> AsyncIterator[dict[str, Any]]:
+        yield {"type": "agent_thinking", "payload": {"text": "answering"}}
+        yield {"type": "agent_completed", "payload": {"text": f"half {chr(0xD800)} a character"}}

@@ -68,10 +68,22 @@ class RunAnswer:
         return str(kind), payload
 
     def completed(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The ``agent_completed`` payload: the streamed text wins over the agent's own."""
+        """The ``agent_completed`` payload: the streamed text wins over the agent's own.
+
+        Raises:
+            AgentContractError: the agent's own text cannot be stored.
+        """
         payload = payload or {}
         given = payload.get("text")
-        text = self.text if self.streamed or not isinstance(given, str) else given
+        if self.streamed or not isinstance(given, str):
+            text = self.text
+        else:
+            text = _storable(given)
+            try:
+                # The answer becomes a message before any JSON encoding could refuse it.
+                text.encode()
+            except UnicodeEncodeError:
+                raise AgentContractError("text must be valid Unicode") from None
         return {**payload, "text": text, "status": "completed"}
 
     def cancelled(self) -> dict[str, Any]:
@@ -82,6 +94,8 @@ class RunAnswer:
         text = payload.get("text")
         if not isinstance(text, str):
             raise AgentContractError("agent_text_delta needs a text string")
+        # A lone surrogate the event's JSON encoding refuses before anything is stored.
+        _storable(text)
         offset = self.length
         self.parts.append(text)
         self.length += len(text)
@@ -102,6 +116,16 @@ class RunAnswer:
             return given
         # No id from the agent: the oldest open call of the same tool is the one that ended.
         return open_calls.popleft() if open_calls else new_id("call")
+
+
+def _storable(text: str) -> str:
+    """``text``, once known to hold no NUL: PostgreSQL's text columns cannot keep one.
+
+    Refused on every store alike, before the answer's message is queued.
+    """
+    if "\x00" in text:
+        raise AgentContractError("text must not contain NUL")
+    return text
 
 
 def _given_id(payload: dict[str, Any]) -> str | None:

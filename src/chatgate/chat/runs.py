@@ -35,6 +35,8 @@ log = get_logger("chatgate.chat.runs")
 T = TypeVar("T")
 
 _FAILURE_MESSAGE_CHARS = 300
+_FINAL = frozenset({"agent_completed", "agent_error"})
+"""The events that end a run: exactly one of them does."""
 # Pauses before each further look for a run's record (about 0.4 s in all):
 # far longer than a group commit takes, short enough for a run_not_found answer.
 INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"
@@ -63,6 +65,8 @@ class Run:
     settled: asyncio.Event | None = field(default=None, repr=False)
     received_at: float = field(default=0.0, repr=False)
     """``perf_counter`` when its user_message arrived; 0 once its first event is published."""
+    ended: bool = field(default=False, repr=False)
+    """Whether its final event (``agent_completed`` or ``agent_error``) is queued."""
 
 
 class RunManager:
@@ -218,6 +222,8 @@ class RunManager:
             raise run.failure
         thread_id = run.thread_id
         result = self._store.queue_event(thread_id, run.run_id, kind, payload)
+        if kind in _FINAL:
+            run.ended = True
         event = self._hand_over(run, result, publish=True)
         if event is not None:
             # Published from the run's task; a publisher made for the thread
@@ -332,6 +338,30 @@ class RunManager:
             # running, and this instance's next start ends it as interrupted
             # (and counts it then).
             log.warning("run abandoned: store unavailable", run_id=run.run_id)
+        except Exception:
+            # The store refused one of the run's writes. The gateway hands it
+            # nothing it should refuse, so this is a bug: logged with a
+            # correlation id, and the run still ends with one final event.
+            cid = correlation_id()
+            log.exception(
+                "run failed: the store refused a write", run_id=run.run_id, correlation_id=cid
+            )
+            await self._refused(run, cid)
+
+    async def _refused(self, run: Run, cid: str) -> None:
+        """End a run whose write the store refused, and record it as failed.
+
+        It gets ``agent_error`` ``internal_error`` unless its final event was queued already.
+        """
+        run.failure = None
+        try:
+            if not run.ended:
+                await self._fail(run, "internal_error", "the gateway failed to store the run", cid)
+            self._hand_over(run, self._store.queue_run_end(run.run_id, "failed"), publish=False)
+            await self._settle(run)
+        except Exception:  # noqa: BLE001 - logged; the run is over either way
+            log.warning("run not ended in the store", run_id=run.run_id, correlation_id=cid)
+        self._metrics.run_ended("failed")
 
     def _iterate(
         self, history: list[HistoryEntry], text: str, context: RunContext | None
@@ -366,6 +396,9 @@ class RunManager:
             await self._fail(run, failure.code, failure.message[:_FAILURE_MESSAGE_CHARS], cid)
             return "failed"
         except Exception:
+            if run.failure is not None:
+                # Not the agent's: the store refused an earlier write of the run.
+                raise
             # The agent is user code: its failure ends the run, never the process.
             cid = correlation_id()
             log.exception("agent failed", run_id=run.run_id, correlation_id=cid)
