@@ -58,7 +58,7 @@ async def test_postgresql_counts_a_users_running_runs_through_the_partial_index(
                 " FROM generate_series(1, 20000) AS i"
             )
             await conn.execute("ANALYZE runs")
-            rows = await conn.fetch("EXPLAIN " + COUNT_RUNNING, "u7", "host:1")
+            rows = await conn.fetch("EXPLAIN " + COUNT_RUNNING, ["u7", "u8"], "host:1")
             functions = await conn.fetch(
                 "SELECT p.proname FROM pg_proc AS p JOIN pg_namespace AS n"
                 " ON n.oid = p.pronamespace WHERE n.nspname = $1",

@@ -5,6 +5,8 @@ The fixtures (one store per backend) are in ``conftest.py``.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from chatgate.models import RunRecord
@@ -83,6 +85,10 @@ async def test_running_runs_are_counted_per_owner_on_other_instances(store: Stor
     assert await store.count_running_runs("alice", "b") == 1
     assert await store.count_running_runs("alice", "c") == 2
     assert await store.count_running_runs("carol", "a") == 0
+    # Asked at once, as concurrent messages ask: each gets its own count.
+    asks = [("alice", "a"), ("bob", "a"), ("alice", "c"), ("carol", "a"), ("bob", "b")]
+    counts = await asyncio.gather(*(store.count_running_runs(*ask) for ask in asks))
+    assert counts == [1, 1, 2, 0, 0]
 
 
 async def test_queued_writes_commit_in_the_order_they_were_queued(store: Store) -> None:

@@ -58,8 +58,10 @@ GET_RUN = (
     "SELECT run_id, thread_id, owner, instance_id, status FROM runs"
     " WHERE run_id = $1 AND owner = $2"
 )
+# Many users' counts in one statement: concurrent messages share it.
 COUNT_RUNNING = (
-    "SELECT count(*) FROM runs WHERE status = 'running' AND owner = $1 AND instance_id <> $2"
+    "SELECT owner, count(*) FROM runs WHERE status = 'running'"
+    " AND owner = ANY($1::text[]) AND instance_id <> $2 GROUP BY owner"
 )
 
 # A batch in one call: the arrays of ``batch_arguments``. The function is

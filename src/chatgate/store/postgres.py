@@ -39,6 +39,7 @@ from chatgate.models import Message, Role, RunRecord, StoredEvent, Thread
 from chatgate.store import pg_statements as sql
 from chatgate.store.base import StoreOptions
 from chatgate.store.batch import BatchPlan, ThreadChange, Write, Written
+from chatgate.store.group_commit import GroupCommit
 from chatgate.store.pg_raw import REFUSALS, RawPostgres, Refused
 from chatgate.store.schema import (
     dump_json,
@@ -59,6 +60,8 @@ _POOL_TIMEOUT_S = 10.0
 # SQLAlchemy's pools serve the cold paths only (migrations, leases, claims);
 # the chat path has asyncpg pools of its own (see ``store.pg_raw``).
 _COLD_POOL_SIZE = 2
+_COUNTS_MAX = 256
+"""Most users' run counts asked in one query."""
 # Any fixed 64-bit number works; every chatgate migrator must use the same one.
 _MIGRATION_LOCK = 0x63686174676174
 
@@ -145,6 +148,10 @@ class PostgresStore(SQLStore):
         self.where = f"{host}:{port}/{engine_url.database or engine_url.username or ''}"
         self._raw = RawPostgres(self.kind, self.where, self._asyncpg_args(engine_url))
         super().__init__(options or StoreOptions())
+        # Reads, not writes, batched as the group commit batches: no linger.
+        self._counts = GroupCommit[tuple[str, str], int](
+            self._count_together, linger_s=0.0, max_items=_COUNTS_MAX
+        )
 
     def _asyncpg_args(self, engine_url: URL) -> dict[str, Any]:
         """What ``asyncpg.connect`` takes for the URL, read as SQLAlchemy's dialect reads it."""
@@ -223,9 +230,24 @@ class PostgresStore(SQLStore):
         return sql.run_of(rows[0]) if rows else None
 
     async def count_running_runs(self, owner: str, other_than_instance: str) -> int:
-        """How many of ``owner``'s runs are running on other instances."""
-        rows = await self._raw.fetch(sql.COUNT_RUNNING, owner, other_than_instance)
-        return int(rows[0][0])
+        """How many of ``owner``'s runs are running on other instances.
+
+        Asked at every user message when the broker is shared: the asks that
+        come while one query runs share the next one.
+        """
+        with self._guard():
+            return await self._counts.submit((owner, other_than_instance))
+
+    async def _count_together(self, asks: list[tuple[str, str]]) -> list[int]:
+        """Each ask's count, from one query per instance asking (a process is one)."""
+        owners: dict[str, set[str]] = {}
+        for owner, instance in asks:
+            owners.setdefault(instance, set()).add(owner)
+        counts: dict[tuple[str, str], int] = {}
+        for instance, these in owners.items():
+            for row in await self._raw.fetch(sql.COUNT_RUNNING, list(these), instance):
+                counts[row[0], instance] = int(row[1])
+        return [counts.get(ask, 0) for ask in asks]
 
     # The cold paths, on SQLAlchemy
 
@@ -241,6 +263,7 @@ class PostgresStore(SQLStore):
             return await conn.run_sync(work)
 
     async def _dispose(self) -> None:
+        await self._counts.close()
         await self._raw.close()
         await self._writer.dispose()
         await self._reader.dispose()
