@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -116,15 +115,6 @@ INSERT_MESSAGE = Compiled.of(messages.insert(), _insert_keys(messages.c.keys(), 
 INSERT_RUN = Compiled.of(runs.insert(), _insert_keys(runs.c.keys(), {"finished_at"}))
 INSERT_EVENT = Compiled.of(events.insert(), _insert_keys(events.c.keys()))
 END_RUN = Compiled.of(statements.END_RUN)
-CHANGE_THREAD = Compiled.of(
-    update(threads)
-    .where(threads.c.id == bindparam("thread"))
-    .values(
-        last_event_id=threads.c.last_event_id + bindparam("n"),
-        updated_at=func.coalesce(bindparam("ts", type_=Timestamp()), threads.c.updated_at),
-    )
-    .returning(threads.c.last_event_id)
-)
 RECENT_TURNS = Compiled.of(statements.RECENT_TURNS)
 TURNS_SINCE = Compiled.of(statements.TURNS_SINCE)
 EVENTS_AFTER = Compiled.of(statements.EVENTS_AFTER)
@@ -170,19 +160,49 @@ def _insert(
     conn.executemany(statement.sql, statement.rows(_store_times(rows, _TIMES[kind])))
 
 
+_CHANGE_CHUNK = 256
+"""Most threads one statement changes; a batch of more takes several."""
+
+
+@functools.lru_cache(maxsize=16)
+def _change_sql(rows: int) -> str:
+    """The threads' update of ``SQLStore._change_threads`` for ``rows`` threads, as one statement.
+
+    Each row is (thread id, new events, time or NULL). Statement sizes are
+    powers of two, padded with rows that match no thread, so that a few
+    prepared statements serve every batch.
+    """
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    # Only placeholders are formatted in.
+    return _CHANGE_SQL.format(values=values)
+
+
+_CHANGE_SQL = (
+    "UPDATE threads SET last_event_id = threads.last_event_id + v.column2,"
+    " updated_at = coalesce(v.column3, threads.updated_at)"
+    " FROM (VALUES {values}) AS v WHERE threads.id = v.column1"
+    " RETURNING threads.id, threads.last_event_id"
+)
+
+
 def change_threads(conn: sqlite3.Connection, plan: BatchPlan) -> dict[str, int]:
     """Raise each changed thread's ``last_event_id``; return the new values of those that exist.
 
-    In thread-id order, as every store does, so that writers lock rows alike.
+    What ``SQLStore._change_threads`` does to each, for all of them in one
+    statement (SQLite locks the whole database: the order of the rows does not
+    matter here).
     """
-    last: dict[str, int] = {}
-    for thread_id in sorted(plan.changes):
-        change = plan.changes[thread_id]
+    rows: list[Any] = []
+    for thread_id, change in plan.changes.items():
         ts = None if change.updated_at is None else stored_time(change.updated_at)
-        params = CHANGE_THREAD.params({"thread": thread_id, "n": change.events, "ts": ts})
-        row = conn.execute(CHANGE_THREAD.sql, params).fetchone()
-        if row is not None:
-            last[thread_id] = int(row[0])
+        rows += (thread_id, change.events, ts)
+    last: dict[str, int] = {}
+    for start in range(0, len(rows), 3 * _CHANGE_CHUNK):
+        chunk = rows[start : start + 3 * _CHANGE_CHUNK]
+        size = 1 << (len(chunk) // 3 - 1).bit_length()
+        chunk += (None, 0, None) * (size - len(chunk) // 3)
+        for thread_id, value in conn.execute(_change_sql(size), chunk):
+            last[thread_id] = int(value)
     return last
 
 
