@@ -47,17 +47,7 @@ async def test_postgresql_counts_a_users_running_runs_through_the_partial_index(
         conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
         try:
             # Enough finished runs that a scan of every running one is not the cheap plan.
-            await conn.execute(
-                "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
-                " VALUES ('t', 'u0', 't', now(), now(), 0)"
-            )
-            await conn.execute(
-                "INSERT INTO runs (run_id, thread_id, owner, instance_id, status, started_at)"
-                " SELECT 'r' || i, 't', 'u' || (i % 500), 'host:' || (i % 3),"
-                " CASE WHEN i % 5 = 0 THEN 'running' ELSE 'completed' END, now()"
-                " FROM generate_series(1, 20000) AS i"
-            )
-            await conn.execute("ANALYZE runs")
+            await _fill_runs(conn, running_every=5)
             rows = await conn.fetch("EXPLAIN " + COUNT_RUNNING, ["u7", "u8"], "host:1")
             functions = await conn.fetch(
                 "SELECT p.proname FROM pg_proc AS p JOIN pg_namespace AS n"
@@ -106,6 +96,22 @@ async def test_a_postgresql_batch_finds_its_threads_by_index_however_stale_its_p
     assert after.get("threads") == before.get("threads"), (before, after)
     assert after.get("events") == before.get("events"), (before, after)
     assert after.get("messages") == before.get("messages"), (before, after)
+
+
+async def _fill_runs(conn: asyncpg.Connection, *, running_every: int) -> None:
+    """20,000 runs of 500 users on 3 instances, one in ``running_every`` running; analyzed."""
+    await conn.execute(
+        "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
+        " VALUES ('t', 'u0', 't', now(), now(), 0)"
+    )
+    await conn.execute(
+        "INSERT INTO runs (run_id, thread_id, owner, instance_id, status, started_at)"
+        " SELECT 'r' || i, 't', 'u' || (i % 500), 'host:' || (i % 3),"
+        " CASE WHEN i % $1 = 0 THEN 'running' ELSE 'completed' END, now()"
+        " FROM generate_series(1, 20000) AS i",
+        running_every,
+    )
+    await conn.execute("ANALYZE runs")
 
 
 async def _turns(store: PostgresStore, title: str, count: int) -> None:
@@ -224,17 +230,7 @@ async def test_postgresql_indexes_hold_no_column_a_turn_changes_and_claims_use_o
                 " WHERE n.nspname = $1",
                 schema,
             )
-            await conn.execute(
-                "INSERT INTO threads (id, owner, title, created_at, updated_at, last_event_id)"
-                " VALUES ('t', 'u0', 't', now(), now(), 0)"
-            )
-            await conn.execute(
-                "INSERT INTO runs (run_id, thread_id, owner, instance_id, status, started_at)"
-                " SELECT 'r' || i, 't', 'u' || (i % 500), 'host:' || (i % 3),"
-                " CASE WHEN i % 100 = 0 THEN 'running' ELSE 'completed' END, now()"
-                " FROM generate_series(1, 20000) AS i"
-            )
-            await conn.execute("ANALYZE runs")
+            await _fill_runs(conn, running_every=100)
             claims = [(sql, p) for sql, p in said if sql.lstrip().startswith("UPDATE runs")]
             assert len(claims) == 1, said
             sql, params = claims[0]
