@@ -16,17 +16,17 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from chatgate.agents.base import AgentFailure, HistoryEntry, RunContext
 from chatgate.agents.loader import LoadedAgent
 from chatgate.broker.base import Broker
-from chatgate.chat.answer import AgentContractError, RunAnswer, UnknownEvent
+from chatgate.chat.answer import AgentContractError, UnknownEvent
+from chatgate.chat.inflight import FINAL, Run, interrupted_payload
 from chatgate.chat.publisher import MAX_QUEUED, ThreadPublisher, settled
 from chatgate.errors import StoreUnavailable
 from chatgate.logs import correlation_id, get_logger
-from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent, new_id
+from chatgate.models import Delivery, RunRecord, RunStatus, StoredEvent
 from chatgate.ops.metrics import Metrics
 from chatgate.protocol import event_frame
 from chatgate.store.base import Store
@@ -35,38 +35,6 @@ log = get_logger("chatgate.chat.runs")
 T = TypeVar("T")
 
 _FAILURE_MESSAGE_CHARS = 300
-_FINAL = frozenset({"agent_completed", "agent_error"})
-"""The events that end a run: exactly one of them does."""
-# Pauses before each further look for a run's record (about 0.4 s in all):
-# far longer than a group commit takes, short enough for a run_not_found answer.
-INTERRUPTED_MESSAGE = "the run was interrupted: the gateway process running it stopped"
-
-
-def interrupted_payload(cid: str) -> dict[str, Any]:
-    """The payload of the ``agent_error`` that ends a run whose process stopped."""
-    return {"code": "run_interrupted", "message": INTERRUPTED_MESSAGE, "correlation_id": cid}
-
-
-@dataclass(slots=True)
-class Run:
-    """A run in flight."""
-
-    run_id: str
-    thread_id: str
-    user_id: str
-    connection_id: str
-    task: asyncio.Task[None] | None = None
-    cancel_requested: bool = False
-    awaiting_agent: bool = field(default=False, repr=False)
-    answer: RunAnswer = field(default_factory=lambda: RunAnswer(new_id("msg")), repr=False)
-    failure: BaseException | None = field(default=None, repr=False)
-    """The first write of the run that failed; nothing after it is published."""
-    queued: int = field(default=0, repr=False)
-    settled: asyncio.Event | None = field(default=None, repr=False)
-    received_at: float = field(default=0.0, repr=False)
-    """``perf_counter`` when its user_message arrived; 0 once its first event is published."""
-    ended: bool = field(default=False, repr=False)
-    """Whether its final event (``agent_completed`` or ``agent_error``) is queued."""
 
 
 class RunManager:
@@ -222,7 +190,7 @@ class RunManager:
             raise run.failure
         thread_id = run.thread_id
         result = self._store.queue_event(thread_id, run.run_id, kind, payload)
-        if kind in _FINAL:
+        if kind in FINAL:
             run.ended = True
         event = self._hand_over(run, result, publish=True)
         if event is not None:
