@@ -94,7 +94,8 @@ class RunAnswer:
         text = payload.get("text")
         if not isinstance(text, str):
             raise AgentContractError("agent_text_delta needs a text string")
-        # A lone surrogate the event's JSON encoding refuses before anything is stored.
+        # NUL is refused here; a lone surrogate by the event's JSON encoding, before either
+        # is stored.
         _storable(text)
         offset = self.length
         self.parts.append(text)

@@ -5,7 +5,9 @@ bind and result processing, transaction wrapper) costs several times what
 SQLite takes to run it. On the paths every chat turn takes (the group commit's
 batch and the agent's history read) the store runs the very statements of
 ``store.statements`` and ``store.schema``, compiled here to SQL text at import
-time, on a ``sqlite3`` connection. Values cross as SQLAlchemy's column types
+time, on a ``sqlite3`` connection; one is written here, the threads' update of a
+batch, which does in one statement what SQLAlchemy's does in one per thread.
+Values cross as SQLAlchemy's column types
 would make them cross: :func:`stored_time` and :func:`protocol_time` do what the
 ``Timestamp`` column does (with SQLAlchemy's own processors for any value off
 their fast path), and payloads are the JSON column's text.
