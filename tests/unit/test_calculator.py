@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatgate.agents import calculator
 from chatgate.agents.calculator import (
@@ -310,3 +313,33 @@ def test_found_arithmetic_past_the_node_limit_is_refused() -> None:
 def test_no_arithmetic_is_found_in_plain_text() -> None:
     assert find_arithmetic("what is love?") is None
     assert find_arithmetic("42") is None
+
+
+# What candidates are made of, plus what turns them into other kinds of tree:
+# names, calls, subscripts, tuples, lists, comparisons, lambdas.
+_TREE_TEXT = st.text(alphabet="0123456789.+-*/%() ab,[]<=:lambd~", max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TREE_TEXT)
+def test_the_shape_walk_counts_what_ast_walk_visits(text: str) -> None:
+    # The hand-written walk must see exactly the nodes ast.walk yields, and a
+    # binary operation exactly when ast.walk meets one: the node limit and the
+    # "is this arithmetic" decision both rest on it.
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return
+    walked = list(ast.walk(tree))
+    shape = calculator._Shape.of(tree)
+    assert shape.nodes == len(walked)
+    assert shape.has_operation == any(isinstance(node, ast.BinOp) for node in walked)
+
+
+@pytest.mark.parametrize(
+    "text", ["1+" * 99 + "1", "-(" * 40 + "1" + ")" * 40, "(1)(2)(3)", "[1, 2, (3, 4)]", "a[1:2]"]
+)
+def test_the_shape_walk_counts_large_and_nested_trees(text: str) -> None:
+    tree = ast.parse(text, mode="eval")
+    walked = list(ast.walk(tree))
+    assert calculator._Shape.of(tree).nodes == len(walked)
