@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import uvloop
 
 from chatgate.models import RunRecord
 from chatgate.store.base import StoreOptions
@@ -107,3 +110,22 @@ async def test_a_long_stream_on_one_thread_stays_within_the_bound() -> None:
     assert 900 <= len(kept) <= 1000
     assert kept[-1].event_id == 5000
     assert [e.event_id for e in kept] == list(range(5001 - len(kept), 5001))
+
+
+def test_each_write_s_future_belongs_to_the_loop_that_runs_it() -> None:
+    # The store keeps the loop of its last write; a store used by one loop
+    # after another must still hand each the futures of its own loop.
+    store = MemoryStore()
+
+    async def write() -> tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop]:
+        thread, created = store.queue_thread("user-a", "t")
+        event = store.queue_event(thread.id, None, "agent_thinking", {"text": "x"})
+        assert created.get_loop() is event.get_loop()
+        assert (await event).thread_id == thread.id
+        return asyncio.get_running_loop(), event.get_loop()
+
+    for _ in range(2):
+        running, owner = asyncio.run(write())
+        assert owner is running
+    running, owner = uvloop.run(write())
+    assert owner is running

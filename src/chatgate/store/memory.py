@@ -102,16 +102,6 @@ class _Bounded(Generic[R]):
                 return
 
 
-def _done(write: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
-    """Do ``write(*arguments)`` now; a future holds what it returned, or its LookupError."""
-    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    try:
-        future.set_result(write(*arguments))
-    except LookupError as error:
-        future.set_exception(error)
-    return future
-
-
 class MemoryStore:
     """Keeps threads, messages, events and runs in dictionaries."""
 
@@ -132,6 +122,25 @@ class MemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._heartbeats: dict[str, float] = {}
         self._instances: dict[str, InstanceLease] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _future(self) -> asyncio.Future[Any]:
+        # Before Python 3.12, asyncio.get_running_loop() asks the kernel for the
+        # process id at every call (a guard against fork), and a turn writes a
+        # dozen times; the loop of the last write serves while it runs.
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.create_future()
+
+    def _done(self, write: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
+        """Do ``write(*arguments)`` now; a future holds what it returned, or its LookupError."""
+        future: asyncio.Future[T] = self._future()
+        try:
+            future.set_result(write(*arguments))
+        except LookupError as error:
+            future.set_exception(error)
+        return future
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -148,7 +157,7 @@ class MemoryStore:
 
     def queue_thread(self, owner: str, title: str) -> tuple[Thread, asyncio.Future[Thread]]:
         """Create the thread now; the future already holds it."""
-        future = _done(self._create_thread, owner, title)
+        future = self._done(self._create_thread, owner, title)
         return future.result(), future
 
     def _create_thread(self, owner: str, title: str) -> Thread:
@@ -239,7 +248,7 @@ class MemoryStore:
         than through ``_done``: every event of every run comes here.
         """
         orjson.dumps(payload)
-        future: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[StoredEvent] = self._future()
         if thread_id not in self._threads:
             future.set_exception(_unknown(thread_id))
             return future
@@ -259,7 +268,7 @@ class MemoryStore:
         message_id: str | None = None,
     ) -> asyncio.Future[Message]:
         """Store the message now."""
-        return _done(self._add_message, thread_id, role, content, run_id, message_id)
+        return self._done(self._add_message, thread_id, role, content, run_id, message_id)
 
     async def events_after(
         self, thread_id: str, after_event_id: int, limit: int
@@ -282,7 +291,7 @@ class MemoryStore:
 
     def queue_run(self, run: RunRecord) -> asyncio.Future[None]:
         """Remember the run now."""
-        return _done(self._record_run, run)
+        return self._done(self._record_run, run)
 
     async def get_run(self, owner: str, run_id: str) -> RunRecord | None:
         """Return the run when it belongs to ``owner``."""
@@ -305,7 +314,7 @@ class MemoryStore:
 
     def queue_run_end(self, run_id: str, status: RunStatus) -> asyncio.Future[None]:
         """Mark a running run as ended now."""
-        return _done(self._end_run, run_id, status)
+        return self._done(self._end_run, run_id, status)
 
     def _end_run(self, run_id: str, status: RunStatus) -> None:
         run = self._runs.get(run_id)
