@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Self
 
 import pytest
+from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
+from chatgate.broker import redis as redis_broker
 from chatgate.broker.base import Broker, BrokerOptions, open_broker
 from chatgate.errors import BrokerUnavailable
 from chatgate.models import Delivery
@@ -187,3 +190,138 @@ async def test_a_redis_that_accepts_but_never_answers_fails_every_call_instead_o
                     await broker.subscribe("alice", Inbox())
         finally:
             await broker.close()
+
+
+class _FreezingProxy:
+    """A TCP proxy to a Redis whose open connections can be frozen.
+
+    A frozen connection stays open but carries nothing either way, like a
+    network path that started dropping packets; connections made later flow.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._frozen: set[int] = set()
+        self._open: set[int] = set()
+        self._next = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.dropped_upstream = bytearray()
+        """What clients sent on frozen connections."""
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def freeze(self) -> int:
+        """Freeze every connection open now; return how many."""
+        self._frozen |= self._open
+        return len(self._open)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = self._next
+        self._next += 1
+        self._open.add(number)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        pumps = [
+            asyncio.create_task(self._pump(number, reader, up_writer, self.dropped_upstream)),
+            asyncio.create_task(self._pump(number, up_reader, writer, bytearray())),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._open.discard(number)
+            for pump in pumps:
+                pump.cancel()
+            writer.close()
+            up_writer.close()
+
+    async def _pump(
+        self,
+        number: int,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        dropped: bytearray,
+    ) -> None:
+        while data := await source.read(65536):
+            if number in self._frozen:
+                dropped += data  # and lost, as on a dead path
+                continue
+            sink.write(data)
+            await sink.drain()
+
+
+async def test_a_pub_sub_connection_gone_silent_is_pinged_then_replaced(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watchdog's pace, shortened: it looks every 50 ms and pings after 300 ms.
+    monkeypatch.setattr(redis_broker, "_READ_IDLE_S", 0.05)
+    monkeypatch.setattr(redis_broker, "_PING_AFTER_S", 0.3)
+    options = BrokerOptions(key_prefix="frozen", timeout_s=0.5)
+    async with _FreezingProxy(redis_server.port) as proxy:
+        proxied_url = f"redis://:{PASSWORD}@127.0.0.1:{proxy.port}/0"
+        listening = open_broker(proxied_url, options)
+        direct = open_broker(redis_server.url, options)
+        await listening.start()
+        await direct.start()
+        try:
+            with capture_logs() as logs:
+                inbox = Inbox()
+                await listening.subscribe("alice", inbox)
+                await direct.publish("alice", _event(1))
+                assert (await inbox.take()).event_id == 1
+                assert proxy.freeze() >= 1
+                # Frozen, nothing arrives and nothing fails: only the watchdog can
+                # tell. Publish until a delivery comes through a new connection.
+                event_id = 1
+                async with asyncio.timeout(RECOVERY_S):
+                    while inbox.queue.empty():
+                        event_id += 1
+                        await direct.publish("alice", _event(event_id))
+                        await asyncio.sleep(0.05)
+                delivered = (await inbox.take()).event_id
+                assert 1 < delivered <= event_id
+                assert b"PING" in proxy.dropped_upstream
+        finally:
+            await direct.close()
+            await listening.close()
+    down = [entry for entry in logs if entry["event"].startswith("broker unavailable")]
+    assert [entry["error"] for entry in down] == ["ConnectionError"]
+
+
+async def test_a_publisher_connection_closed_by_redis_is_replaced_without_losing_a_publish(
+    redis_server: RedisServer,
+) -> None:
+    options = BrokerOptions(key_prefix="killed", timeout_s=1.0)
+    broker = open_broker(redis_server.url, options)
+    admin = Redis.from_url(redis_server.url)
+    await broker.start()
+    try:
+        with capture_logs() as logs:
+            inbox = Inbox()
+            await broker.subscribe("alice", inbox)
+            await broker.publish("alice", _event(1))
+            assert (await inbox.take()).event_id == 1
+            # Every normal client but this one: the broker's publishing connection among
+            # them (its pub/sub connection is of the pubsub type and stays).
+            killed = await admin.execute_command(
+                "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+            )
+            assert killed >= 1
+            await broker.publish("alice", _event(2))
+            await broker.publish_soon("alice", _event(3))
+            assert [(await inbox.take()).event_id for _ in range(2)] == [2, 3]
+    finally:
+        await broker.close()
+        await admin.aclose()
+    assert not [entry for entry in logs if entry.get("log_level") in {"warning", "error"}]

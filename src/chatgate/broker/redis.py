@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,9 +58,19 @@ T = TypeVar("T")
 _POOL_SIZE = 64
 """Commands in flight at once per process; more wait (up to the timeout) for a connection."""
 _READ_IDLE_S = 1.0
+"""How often the watchdog looks at the pub/sub connection."""
 _PING_AFTER_S = 5.0
 """A pub/sub connection silent this long is pinged; one that then stays silent is replaced."""
 _REDIS_ERRORS = (RedisError, OSError)
+
+
+@dataclass(slots=True)
+class _Hearing:
+    """What the pub/sub reader heard, for the watchdog that replaces a silent connection."""
+
+    replies: int = 0
+    stopped: bool = False
+    """Set by the watchdog as it stops the reader."""
 
 
 @dataclass(slots=True)
@@ -111,7 +123,9 @@ class RedisBroker:
         self._listening: AbstractConnection | None = None
         self._up: bool | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._publisher = RedisPublisher(self._redis, timeout)
+        self._publisher = RedisPublisher(
+            functools.partial(self._own_connection, socket_timeout=None), timeout
+        )
 
     # Lifecycle
 
@@ -270,9 +284,13 @@ class RedisBroker:
             attempt = 0 if was_up else attempt + 1
             await asyncio.sleep(backoff_delay(attempt))
 
+    def _own_connection(self, **overrides: Any) -> AbstractConnection:
+        """A connection outside the pool, with the pool's settings and ``overrides``."""
+        return self._pool.connection_class(**{**self._pool.connection_kwargs, **overrides})
+
     async def _listen_once(self) -> None:
         """Connect, subscribe to every wanted channel, then read until the connection fails."""
-        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        conn = self._own_connection()
         self._inflight.clear()
         try:
             # The first SUBSCRIBE connects: there is always the control channel to send.
@@ -318,22 +336,51 @@ class RedisBroker:
             log.debug("subscription change not sent; the listener will reconnect")
 
     async def _read(self, conn: AbstractConnection) -> None:
-        loop = asyncio.get_running_loop()
-        last_heard = loop.time()
-        pinged = False
-        while True:
-            response = await conn.read_response(timeout=_READ_IDLE_S)
-            now = loop.time()
-            if response is not None:
-                last_heard, pinged = now, False
+        # Reads wait with no timeout of their own (math.inf: redis-py's "block"),
+        # where a per-read timeout would arm and cancel a timer for every message;
+        # a watchdog looks at the connection once a second instead.
+        reader = asyncio.current_task()
+        assert reader is not None  # noqa: S101 - awaited, so in a task
+        hearing = _Hearing()
+        watchdog = asyncio.create_task(self._watch(conn, hearing, reader), name="broker-watchdog")
+        try:
+            while True:
+                response = await conn.read_response(timeout=math.inf)
+                hearing.replies += 1
                 self._dispatch(response)
+        except asyncio.CancelledError:
+            # The watchdog's cancel becomes a connection failure (and a reconnection);
+            # any other cancel (the broker closing) stays one.
+            if hearing.stopped and reader.uncancel() == 0:
+                raise RedisConnectionError("pub/sub connection stopped answering") from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    async def _watch(
+        self, conn: AbstractConnection, hearing: _Hearing, reader: asyncio.Task[Any]
+    ) -> None:
+        """Ping the connection once silent; stop ``reader`` when it stays silent."""
+        loop = asyncio.get_running_loop()
+        heard, since, pinged = hearing.replies, loop.time(), False
+        while True:
+            await asyncio.sleep(_READ_IDLE_S)
+            now = loop.time()
+            if hearing.replies != heard:
+                heard, since, pinged = hearing.replies, now, False
                 continue
-            silent = now - last_heard
+            silent = now - since
             if silent > _PING_AFTER_S + self.options.timeout_s:
-                raise RedisConnectionError("pub/sub connection stopped answering")
+                break
             if silent > _PING_AFTER_S and not pinged:
-                await conn.send_command(b"PING")
                 pinged = True
+                try:
+                    async with asyncio.timeout(self.options.timeout_s):
+                        await conn.send_command(b"PING")
+                except _REDIS_ERRORS:
+                    break
+        hearing.stopped = True
+        reader.cancel()
 
     def _dispatch(self, response: Any) -> None:
         if not isinstance(response, list) or len(response) < 3:  # noqa: PLR2004 - [kind, channel, data]

@@ -1,8 +1,8 @@
 """Publishing to Redis in pipelines: publishes queued during a round trip share the next one.
 
 One sender task at a time takes every queued publish and sends them as one
-pipeline (no transaction), in the order they were made; then the publishers
-that wait hear how it went. The deliveries queued for one channel share one
+pipeline (no transaction), in the order they were made, on a connection of its
+own; then the publishers that wait hear how it went. The deliveries queued for one channel share one
 message (``redis_wire.encode_deliveries``): a turn's events cost the
 subscribers one read, not one each. Channels are independent (a socket
 listens to its user's only), so only a control message, which every instance
@@ -21,7 +21,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -44,8 +44,15 @@ that waits (or None)."""
 class RedisPublisher:
     """Sends this process's publishes in pipelines, in the order they were made."""
 
-    def __init__(self, redis: Redis, timeout_s: float) -> None:
-        self._redis = redis
+    def __init__(self, connect: Callable[[], AbstractConnection], timeout_s: float) -> None:
+        """Publish on a connection that ``connect`` makes; a round trip takes ``timeout_s`` at most.
+
+        The connection must have no socket timeout: the round trip's one timeout
+        bounds it whole, where redis-py would arm a timer for the write and for
+        each reply (a task and two timers a pipeline, more than the publishes cost).
+        """
+        self._connect = connect
+        self._connection: AbstractConnection | None = None
         self._timeout_s = timeout_s
         self._outgoing: list[_Outgoing] = []
         self._sender: asyncio.Task[None] | None = None
@@ -76,6 +83,9 @@ class RedisPublisher:
         if sender is not None:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
+        if self._connection is not None:
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self._connection.disconnect(nowait=True)
 
     def _queue(self, outgoing: _Outgoing) -> None:
         self._outgoing.append(outgoing)
@@ -87,13 +97,11 @@ class RedisPublisher:
         try:
             while self._outgoing:
                 batch, self._outgoing = self._outgoing, []
-                pipe = self._redis.pipeline(transaction=False)
-                for channel, message in pipeline_messages(batch):
-                    pipe.publish(channel, message)
+                commands = [(b"PUBLISH", *message) for message in pipeline_messages(batch)]
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout(self._timeout_s):
-                        await pipe.execute()
+                        await self._round_trip(commands)
                 except _REDIS_ERRORS as exc:
                     _settle(batch, exc)
                 else:
@@ -107,6 +115,36 @@ class RedisPublisher:
             pending, self._outgoing = [*batch, *self._outgoing], []
             if pending:
                 _settle(pending, RedisConnectionError("publisher stopped"))
+
+    async def _round_trip(self, commands: list[tuple[bytes, bytes, bytes]]) -> None:
+        connection = self._connection
+        if connection is None or not connection.is_connected:
+            await self._send(commands)
+            return
+        try:
+            await self._send(commands)
+        except RedisConnectionError:
+            # A connection that sat idle may have been closed by Redis meanwhile
+            # (a restart, a server-side idle timeout): one more try on a new one.
+            # Repeating a publish is harmless: sockets drop an event they had,
+            # and cancelling a run twice cancels it once.
+            await self._send(commands)
+
+    async def _send(self, commands: list[tuple[bytes, bytes, bytes]]) -> None:
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._connect()
+        try:
+            # Connects first when it is not connected.
+            await connection.send_packed_command(
+                connection.pack_commands(commands), check_health=False
+            )
+            for _ in commands:
+                await connection.read_response()
+        except BaseException:
+            # Replies may be left unread: the connection cannot serve again.
+            await connection.disconnect(nowait=True)
+            raise
 
 
 def pipeline_messages(batch: list[_Outgoing]) -> list[tuple[bytes, bytes]]:
