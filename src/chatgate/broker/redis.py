@@ -12,11 +12,12 @@ Names, under the configured prefix ``P``:
   presence TTL, so the connections of an instance that died stop counting within the TTL.
 
 Publishes that queue up while one round trip is in flight share the next one (a
-pipeline), in the order they were made (``broker.redis_publisher``). One pub/sub
-connection per process carries every channel. A listener task reads it, fans
-deliveries out to the local sinks, and when it fails reconnects with full-jitter
-exponential backoff, then subscribes again to every channel that still has a
-local subscriber.
+pipeline, on a connection of its own), in the order they were made
+(``broker.redis_publisher``). One pub/sub connection per process carries every
+channel. A listener task reads it, fans deliveries out to the local sinks, and
+when it fails reconnects with full-jitter exponential backoff, then subscribes
+again to every channel that still has a local subscriber; a watchdog replaces
+it when it stays silent. Other commands share a pool.
 """
 
 from __future__ import annotations
