@@ -337,9 +337,10 @@ class RedisBroker:
             log.debug("subscription change not sent; the listener will reconnect")
 
     async def _read(self, conn: AbstractConnection) -> None:
-        # Reads wait with no timeout of their own (math.inf: redis-py's "block"),
-        # where a per-read timeout would arm and cancel a timer for every message;
-        # a watchdog looks at the connection once a second instead.
+        # Reads wait with no timeout of their own (math.inf: redis-py's "block";
+        # releases before it read it as a timeout that never fires), where a
+        # per-read timeout would arm and cancel a timer for every message; a
+        # watchdog looks at the connection once a second instead.
         reader = asyncio.current_task()
         assert reader is not None  # noqa: S101 - awaited, so in a task
         hearing = _Hearing()
