@@ -2,9 +2,9 @@
 
 One sender task at a time takes every queued publish and sends them as one
 pipeline (no transaction), in the order they were made, on a connection of its
-own; then the publishers that wait hear how it went. The deliveries queued for one channel share one
-message (``redis_wire.encode_deliveries``): a turn's events cost the
-subscribers one read, not one each. Channels are independent (a socket
+own; then the publishers that wait hear how it went. The deliveries queued for
+one channel share one message (``redis_wire.encode_deliveries``): a turn's
+events cost the subscribers one read, not one each. Channels are independent (a socket
 listens to its user's only), so only a control message, which every instance
 reads, keeps its place between deliveries. A publisher may also not wait (``publish_soon``):
 its delivery is queued and the call returns, unless too many are queued, in
@@ -48,8 +48,8 @@ class RedisPublisher:
         """Publish on a connection that ``connect`` makes; a round trip takes ``timeout_s`` at most.
 
         The connection must have no socket timeout: the round trip's one timeout
-        bounds it whole, where redis-py would arm a timer for the write and for
-        each reply (a task and two timers a pipeline, more than the publishes cost).
+        bounds it whole, where redis-py would start a task for the write and arm
+        a timer for each reply (more than the publishes themselves cost).
         """
         self._connect = connect
         self._connection: AbstractConnection | None = None
