@@ -265,7 +265,7 @@ async def test_a_pub_sub_connection_gone_silent_is_pinged_then_replaced(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The watchdog's pace, shortened: it looks every 50 ms and pings after 300 ms.
-    monkeypatch.setattr(redis_broker, "_READ_IDLE_S", 0.05)
+    monkeypatch.setattr(redis_broker, "_WATCH_EVERY_S", 0.05)
     monkeypatch.setattr(redis_broker, "_PING_AFTER_S", 0.3)
     options = BrokerOptions(key_prefix="frozen", timeout_s=0.5)
     async with _FreezingProxy(redis_server.port) as proxy:

@@ -136,8 +136,8 @@ class _Shape:
 
     @classmethod
     def of(cls, tree: ast.AST) -> _Shape:
-        # ast.walk visits the same nodes, at three times the cost: a generator
-        # per node and a deque. Every chat message the demo agent reads pays it.
+        # ast.walk visits the same nodes at four times the cost (a generator
+        # per node, a deque): every chat message the demo agent reads pays it.
         nodes = 0
         has_operation = False
         stack = [tree]

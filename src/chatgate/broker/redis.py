@@ -58,7 +58,7 @@ T = TypeVar("T")
 
 _POOL_SIZE = 64
 """Commands in flight at once per process; more wait (up to the timeout) for a connection."""
-_READ_IDLE_S = 1.0
+_WATCH_EVERY_S = 1.0
 """How often the watchdog looks at the pub/sub connection."""
 _PING_AFTER_S = 5.0
 """A pub/sub connection silent this long is pinged; one that then stays silent is replaced."""
@@ -366,7 +366,7 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         heard, since, pinged = hearing.replies, loop.time(), False
         while True:
-            await asyncio.sleep(_READ_IDLE_S)
+            await asyncio.sleep(_WATCH_EVERY_S)
             now = loop.time()
             if hearing.replies != heard:
                 heard, since, pinged = hearing.replies, now, False
