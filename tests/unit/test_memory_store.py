@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 import uvloop
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatgate.models import RunRecord
 from chatgate.store.base import StoreOptions
@@ -129,3 +131,35 @@ def test_each_write_s_future_belongs_to_the_loop_that_runs_it() -> None:
         assert owner is running
     running, owner = uvloop.run(write())
     assert owner is running
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bound=st.integers(min_value=1, max_value=5),
+    steps=st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=20)), max_size=60),
+)
+def test_the_threads_kept_are_the_last_touched_whatever_the_order_of_writes(
+    bound: int, steps: list[int | None]
+) -> None:
+    # None creates a thread; a number adds a message to the thread created
+    # that many creations ago, when the store still has it. The model keeps
+    # thread ids in the order they were last touched.
+    async def play() -> None:
+        store = MemoryStore(options=StoreOptions(memory_threads=bound))
+        created: list[str] = []
+        touched: list[str] = []
+        for step in steps:
+            if step is None:
+                thread = await store.create_thread("alice", "t")
+                created.append(thread.id)
+                touched.append(thread.id)
+                del touched[:-bound]
+            elif step < len(created) and created[-1 - step] in touched:
+                thread_id = created[-1 - step]
+                await store.add_message(thread_id, "user", "hi", None)
+                touched.remove(thread_id)
+                touched.append(thread_id)
+            kept = {t.id for t in await store.list_threads("alice")}
+            assert kept == set(touched)
+
+    asyncio.run(play())
