@@ -14,8 +14,8 @@ the run, append five events, store the answer, finish the run. The figure is
 turns per second; afterwards every thread is checked to hold its two messages,
 its five events and its finished run.
 
-    .venv/bin/python bench/store.py                   # memory, sqlite, postgresql
-    .venv/bin/python bench/store.py --stores sqlite --writers 50 --bench turns
+    .venv/bin/python -m bench.store                   # memory, sqlite, postgresql
+    .venv/bin/python -m bench.store --stores sqlite --writers 50 --bench turns
 
 PostgreSQL is ``$CHATGATE_BENCH_PG_URL`` (default the local ``test`` database);
 the run uses a fresh schema and drops it at the end.
@@ -70,6 +70,20 @@ async def store_url(kind: str) -> AsyncIterator[str]:
             await conn.close()
 
 
+def options(args: argparse.Namespace) -> StoreOptions:
+    """The group commit as asked; a memory store that keeps the whole run, checked after it."""
+    default = StoreOptions()
+    threads = args.writers + args.users * (args.turns + 1)
+    events = args.writers * (args.events + 2) + args.users * (args.turns + 1) * len(TURN_EVENTS)
+    return StoreOptions(
+        batch_ms=args.batch_ms,
+        batch_max=args.batch_max,
+        memory_threads=max(default.memory_threads, threads),
+        memory_events=max(default.memory_events, events),
+        memory_messages=max(default.memory_messages, 2 * args.users * (args.turns + 1)),
+    )
+
+
 async def writer(store: Store, thread_id: str, events: int) -> None:
     """Append ``events`` events to one thread, each after the previous one is committed."""
     for _ in range(events):
@@ -86,7 +100,7 @@ async def check(store: Store, thread_ids: list[str], events: int) -> None:
 async def measure_events(kind: str, args: argparse.Namespace) -> float:
     """Events per second for one store kind."""
     async with store_url(kind) as url:
-        store = open_store(url, StoreOptions(batch_ms=args.batch_ms, batch_max=args.batch_max))
+        store = open_store(url, options(args))
         await store.start()
         try:
             threads = [await store.create_thread("bench", "bench") for _ in range(args.writers)]
@@ -136,7 +150,7 @@ async def check_turns(store: Store, owner: str, thread_ids: list[str]) -> None:
 async def measure_turns(kind: str, args: argparse.Namespace) -> float:
     """Chat turns per second for one store kind."""
     async with store_url(kind) as url:
-        store = open_store(url, StoreOptions(batch_ms=args.batch_ms, batch_max=args.batch_max))
+        store = open_store(url, options(args))
         await store.start()
         try:
             owners = [f"user{i}" for i in range(args.users)]
